@@ -1,0 +1,24 @@
+"""The ``tikflow`` command line: one typer app with a sub-command per area."""
+
+from __future__ import annotations
+
+import typer
+
+from tikflow.commands import core
+
+app = typer.Typer(
+    name="tikflow",
+    help="Durable, auditable change management for MikroTik RouterOS.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+core.register(app)
+
+
+def main() -> None:
+    """Entry point of the ``tikflow`` console script."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,260 @@
+"""Effective configuration: environment variables, then a config file, then profile defaults.
+
+Precedence, highest first:
+
+1. ``TIKFLOW_*`` environment variables (nested keys use ``__``: ``TIKFLOW_DATABASE__URL``);
+2. ``TIKFLOW_<NAME>_FILE`` variables naming a file that holds a secret (mounted secrets);
+3. the YAML, TOML or JSON file named by ``TIKFLOW_CONFIG``;
+4. the defaults of the profile chosen by ``TIKFLOW_ENV`` (or ``MCP_ENV``): lab, staging or prod.
+
+Secret fields are ``SecretStr`` and may only come from the environment or ``*_FILE``: a config
+file that contains one is rejected, so secrets never end up in version-controlled files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "TIKFLOW_"
+
+
+class Profile(StrEnum):
+    """Deployment profile; lab is permissive, prod restrictive."""
+
+    LAB = "lab"
+    STAGING = "staging"
+    PROD = "prod"
+
+
+class DatabaseSettings(BaseModel):
+    url: str = Field("sqlite+aiosqlite:///var/tikflow.db", description="SQLAlchemy async URL")
+    pool_size: int = Field(5, ge=1, le=200, description="Connections kept per process (PostgreSQL)")
+    echo: bool = Field(False, description="Log every SQL statement")
+
+
+class TemporalSettings(BaseModel):
+    address: str = Field("127.0.0.1:7233", description="Temporal frontend host:port")
+    namespace: str = "default"
+    task_queue: str = Field("tikflow", description="Task queue shared by all tikflow workers")
+    ui_url: str = Field("http://127.0.0.1:8233", description="Temporal UI base URL for links")
+
+
+class ApiSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    public_url: str | None = Field(None, description="External URL, e.g. behind Cloudflare Tunnel")
+
+
+class TunnelSettings(BaseModel):
+    hostname: str | None = Field(None, description="Public hostname served by cloudflared")
+    origin_port: int = Field(8080, ge=1, le=65535, description="Local port cloudflared forwards to")
+
+
+class RouterOSSettings(BaseModel):
+    connect_timeout: float = Field(10.0, gt=0, description="Seconds to open a device session")
+    command_timeout: float = Field(30.0, gt=0, description="Seconds one device command may take")
+    retries: int = Field(5, ge=1, le=50, description="Attempts for a retryable device call")
+    max_per_device: int = Field(2, ge=1, le=16, description="Concurrent sessions per device")
+
+
+class OidcSettings(BaseModel):
+    issuer: str | None = Field(None, description="OpenID Connect issuer URL")
+    audience: str = Field("tikflow", description="Expected `aud` claim of access tokens")
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    roles_claim: str = Field("groups", description="Claim that carries the caller's roles")
+    clock_skew_seconds: int = Field(60, ge=0, le=600)
+
+
+class PlanSettings(BaseModel):
+    require_approval: bool = Field(False, description="Every plan needs an approver first")
+    approval_timeout_seconds: int = Field(86400, ge=60, description="Unapproved plans expire")
+
+
+class LoggingSettings(BaseModel):
+    level: str = "INFO"
+    format: str = Field("auto", pattern="^(auto|json|console)$")
+
+
+class Settings(BaseSettings):
+    """All tikflow configuration; see the module docstring for where values come from."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+    )
+
+    env: Profile = Profile.LAB
+    var_dir: Path = Field(Path("var"), description="Runtime state: SQLite file, dev token, logs")
+    database: DatabaseSettings = DatabaseSettings()
+    temporal: TemporalSettings = TemporalSettings()
+    api: ApiSettings = ApiSettings()
+    tunnel: TunnelSettings = TunnelSettings()
+    routeros: RouterOSSettings = RouterOSSettings()
+    oidc: OidcSettings = OidcSettings()
+    plans: PlanSettings = PlanSettings()
+    logging: LoggingSettings = LoggingSettings()
+    disabled_tools: list[str] = Field(default_factory=list, description="MCP tools switched off")
+    dev_token: SecretStr | None = Field(None, description="Bearer token accepted in the lab profile")
+    master_key: SecretStr | None = Field(
+        None, description="Envelope key (urlsafe base64, 32 bytes) encrypting device credentials"
+    )
+
+    @model_validator(mode="after")
+    def _reject_dev_token_outside_lab(self) -> Settings:
+        if self.dev_token is not None and self.env is not Profile.LAB:
+            raise ValueError(
+                "dev_token is only accepted in the lab profile; unset TIKFLOW_DEV_TOKEN "
+                f"or set TIKFLOW_ENV=lab (current profile: {self.env.value})"
+            )
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            _ProfileAliasSource(settings_cls),
+            env_settings,
+            _SecretFileSource(settings_cls),
+            _ConfigFileSource(settings_cls),
+            _ProfileDefaultsSource(settings_cls),
+        )
+
+
+SECRET_FIELDS = {"dev_token": ("dev_token",), "master_key": ("master_key",),
+                 "oidc_client_secret": ("oidc", "client_secret")}
+
+PROFILE_DEFAULTS: dict[Profile, dict[str, Any]] = {
+    Profile.LAB: {"plans": {"require_approval": False}},
+    Profile.STAGING: {"plans": {"require_approval": True}, "logging": {"format": "json"}},
+    Profile.PROD: {
+        "plans": {"require_approval": True},
+        "logging": {"format": "json"},
+        "routeros": {"max_per_device": 1},
+    },
+}
+
+
+def selected_profile() -> Profile:
+    """Return the profile named by ``TIKFLOW_ENV`` or, failing that, ``MCP_ENV``."""
+    raw = os.environ.get(f"{ENV_PREFIX}ENV") or os.environ.get("MCP_ENV") or Profile.LAB.value
+    try:
+        return Profile(raw.lower())
+    except ValueError:
+        allowed = ", ".join(p.value for p in Profile)
+        raise ValueError(f"TIKFLOW_ENV={raw!r} is not a profile; use one of: {allowed}") from None
+
+
+class _ProfileAliasSource(PydanticBaseSettingsSource):
+    """Accept ``MCP_ENV``, the runbook's name for the profile variable."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        if f"{ENV_PREFIX}ENV" not in os.environ and "MCP_ENV" in os.environ:
+            return {"env": selected_profile().value}
+        return {}
+
+
+class _SecretFileSource(PydanticBaseSettingsSource):
+    """Read secrets from files named by ``TIKFLOW_<NAME>_FILE`` variables."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name, keys in SECRET_FIELDS.items():
+            path = os.environ.get(f"{ENV_PREFIX}{name.upper()}_FILE")
+            if not path:
+                continue
+            try:
+                secret = Path(path).read_text().strip()
+            except OSError as exc:
+                raise ValueError(f"cannot read {ENV_PREFIX}{name.upper()}_FILE={path}: {exc.strerror}") from None
+            _set_nested(values, keys, secret)
+        return values
+
+
+class _ConfigFileSource(PydanticBaseSettingsSource):
+    """Load the YAML, TOML or JSON file named by ``TIKFLOW_CONFIG``."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = os.environ.get(f"{ENV_PREFIX}CONFIG")
+        return load_config_file(Path(path)) if path else {}
+
+
+class _ProfileDefaultsSource(PydanticBaseSettingsSource):
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return json.loads(json.dumps(PROFILE_DEFAULTS[selected_profile()]))
+
+
+def load_config_file(path: Path) -> dict[str, Any]:
+    """Parse a config file by its suffix and reject secrets stored in it."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ValueError(f"cannot read config file {path}: {exc.strerror}") from None
+    suffix = path.suffix.lower()
+    if suffix in (".yaml", ".yml"):
+        data = yaml.safe_load(text) or {}
+    elif suffix == ".toml":
+        data = tomllib.loads(text)
+    elif suffix == ".json":
+        data = json.loads(text)
+    else:
+        raise ValueError(f"config file {path} must end in .yaml, .yml, .toml or .json")
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {path} must contain a mapping at the top level")
+    for name, keys in SECRET_FIELDS.items():
+        if _get_nested(data, keys) is not None:
+            raise ValueError(
+                f"config file {path} contains the secret {'.'.join(keys)}; move it to "
+                f"{ENV_PREFIX}{name.upper()} or {ENV_PREFIX}{name.upper()}_FILE"
+            )
+    return data
+
+
+def _set_nested(target: dict[str, Any], keys: tuple[str, ...], value: Any) -> None:
+    for key in keys[:-1]:
+        target = target.setdefault(key, {})
+    target[keys[-1]] = value
+
+
+def _get_nested(source: dict[str, Any], keys: tuple[str, ...]) -> Any:
+    for key in keys:
+        if not isinstance(source, dict) or key not in source:
+            return None
+        source = source[key]
+    return source
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Return the process-wide settings, read once."""
+    return Settings()
