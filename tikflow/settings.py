@@ -20,6 +20,7 @@ from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import yaml
 from pydantic import BaseModel, Field, SecretStr, model_validator
@@ -40,6 +41,23 @@ class DatabaseSettings(BaseModel):
     url: str = Field("sqlite+aiosqlite:///var/tikflow.db", description="SQLAlchemy async URL")
     pool_size: int = Field(5, ge=1, le=200, description="Connections kept per process (PostgreSQL)")
     echo: bool = Field(False, description="Log every SQL statement")
+    password: SecretStr | None = Field(
+        None, description="Password inserted into url when the URL carries none (mounted secrets)"
+    )
+
+    @model_validator(mode="after")
+    def _insert_password(self) -> DatabaseSettings:
+        # A URL that already names a password keeps it: the explicit URL wins.
+        if self.password is None:
+            return self
+        parts = urlsplit(self.url)
+        if parts.password is not None or parts.username is None:
+            return self
+        secret = quote(self.password.get_secret_value(), safe="")
+        host = parts.netloc.rpartition("@")[2]
+        netloc = f"{parts.username}:{secret}@{host}"
+        self.url = urlunsplit(parts._replace(netloc=netloc))
+        return self
 
 
 class TemporalSettings(BaseModel):
@@ -81,6 +99,13 @@ class PlanSettings(BaseModel):
     approval_timeout_seconds: int = Field(86400, ge=60, description="Unapproved plans expire")
 
 
+class UpdateSettings(BaseModel):
+    release_url: str | None = Field(
+        None, description='Release endpoint returning JSON {"version": "x.y.z", "url": ...}'
+    )
+    timeout_seconds: float = Field(10.0, gt=0, le=120, description="Seconds to wait for it")
+
+
 class LoggingSettings(BaseModel):
     level: str = "INFO"
     format: str = Field("auto", pattern="^(auto|json|console)$")
@@ -105,6 +130,7 @@ class Settings(BaseSettings):
     oidc: OidcSettings = OidcSettings()
     plans: PlanSettings = PlanSettings()
     logging: LoggingSettings = LoggingSettings()
+    updates: UpdateSettings = UpdateSettings()
     disabled_tools: list[str] = Field(default_factory=list, description="MCP tools switched off")
     dev_token: SecretStr | None = Field(None, description="Bearer token accepted in the lab profile")
     master_key: SecretStr | None = Field(
@@ -140,7 +166,8 @@ class Settings(BaseSettings):
 
 
 SECRET_FIELDS = {"dev_token": ("dev_token",), "master_key": ("master_key",),
-                 "oidc_client_secret": ("oidc", "client_secret")}
+                 "oidc_client_secret": ("oidc", "client_secret"),
+                 "database_password": ("database", "password")}
 
 PROFILE_DEFAULTS: dict[Profile, dict[str, Any]] = {
     Profile.LAB: {"plans": {"require_approval": False}},
