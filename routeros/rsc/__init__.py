@@ -2,6 +2,7 @@
 
 from routeros.rsc.model import ExportHeader, ParsedExport, RscCommand, RscSyntaxError
 from routeros.rsc.parser import parse_export
+from routeros.rsc.render import render_export, sections_from_commands
 
 __all__ = [
     "ExportHeader",
@@ -9,4 +10,6 @@ __all__ = [
     "RscCommand",
     "RscSyntaxError",
     "parse_export",
+    "render_export",
+    "sections_from_commands",
 ]

@@ -193,7 +193,9 @@ def parse_properties(line: LogicalLine, tokens: list[Token]) -> list[tuple[str, 
     prefix: str | None = None
     for token in tokens:
         if token.bracket:
-            raise line.error(token.offset, f"unexpected '{token.raw}'; only one item selector is allowed")
+            raise line.error(
+                token.offset, f"unexpected '{token.raw}'; only one item selector is allowed"
+            )
         if token.key is None:
             name = token.raw[1:] if token.raw.startswith("!") else token.raw
             if token.quoted or not PROPERTY_NAME.match(name):
@@ -221,7 +223,9 @@ def expand_key(line: LogicalLine, token: Token, prefix: str | None) -> str:
             )
         key = prefix + key
     if not PROPERTY_NAME.match(key):
-        raise line.error(token.offset, f"invalid property name '{key}'; use letters, digits, '-' and '.'")
+        raise line.error(
+            token.offset, f"invalid property name '{key}'; use letters, digits, '-' and '.'"
+        )
     return key
 
 
@@ -236,7 +240,9 @@ def detect_style(commands: list[RscCommand], text: str) -> str:
     inline = sum(1 for line in text.splitlines() if is_terse_line(line))
     if inline * 2 > len(commands):
         return "terse"
-    unsets = sum(1 for command in commands if any(name.startswith("!") for name, _ in command.properties))
+    unsets = sum(
+        1 for command in commands if any(name.startswith("!") for name, _ in command.properties)
+    )
     if unsets >= 2 and unsets * 10 >= len(commands):
         return "verbose"
     return "compact"
