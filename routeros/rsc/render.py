@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from routeros.rsc.model import ExportHeader, RscCommand
-from routeros.rsc.parser import MENU_WORD, PROPERTY_NAME
+from routeros.rsc.parser import CREATING_VERBS, MENU_WORD, PROPERTY_NAME, VERB_WORD
 
 # Compact exports keep every physical line, trailing backslash included, within 79
 # characters (measured on RouterOS 6.48 exports).
@@ -201,11 +201,26 @@ def render_selector(command: RscCommand) -> str | None:
 
 
 def command_start(command: RscCommand) -> str:
-    """Return the verb and selector that open a command line."""
-    if not re.match(r"^[a-z][a-z0-9-]*$", command.verb):
+    """Return the verb and selector that open a command line.
+
+    Raises ValueError for a line that would read back differently: a selector on
+    ``add``, or a bare flag right after another verb, where it would select an item.
+    """
+    if not VERB_WORD.match(command.verb):
         raise ValueError(f"invalid command verb {command.verb!r}; expected a word like 'add'")
     selector = render_selector(command)
-    return command.verb if selector is None else f"{command.verb} {selector}"
+    if selector is None:
+        first = command.properties[0] if command.properties else None
+        if command.verb not in CREATING_VERBS and first and first[1] is None:
+            if not first[0].startswith("!"):
+                raise ValueError(
+                    f"flag {first[0]!r} right after {command.verb!r} would read as an item "
+                    "selector; add a selector such as '[ find ]' or move the flag later"
+                )
+        return command.verb
+    if command.verb in CREATING_VERBS:
+        raise ValueError(f"{command.verb!r} takes no item selector; remove {selector!r}")
+    return f"{command.verb} {selector}"
 
 
 # --- layout ---------------------------------------------------------------------------
