@@ -1,0 +1,54 @@
+"""Liveness, readiness, version and Prometheus metrics."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from storage.migrate import current_heads
+from tikflow.version import __version__
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """Liveness: the process is up and serving."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> JSONResponse:
+    """Readiness: the database answers, migrations are at head and Temporal is reachable."""
+    services = request.app.state.services
+    checks: dict[str, str] = {}
+    try:
+        async with services.db.session() as session:
+            revision = await session.scalar(text("SELECT version_num FROM alembic_version"))
+        heads = current_heads()
+        checks["database"] = "ok"
+        checks["migrations"] = "ok" if revision in heads else f"at {revision}, expected {sorted(heads)}"
+    except Exception as err:  # noqa: BLE001 - readiness reports any failure as not ready
+        checks["database"] = f"unavailable: {type(err).__name__}"
+    try:
+        client = await asyncio.wait_for(services.temporal(), timeout=5)
+        await asyncio.wait_for(client.service_client.check_health(), timeout=5)
+        checks["temporal"] = "ok"
+    except Exception as err:  # noqa: BLE001
+        checks["temporal"] = f"unavailable: {type(err).__name__}"
+    ready = all(value == "ok" for value in checks.values())
+    return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+
+@router.get("/version")
+async def version() -> dict[str, str]:
+    return {"version": __version__}
+
+
+@router.get("/metrics")
+async def metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

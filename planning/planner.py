@@ -1,0 +1,187 @@
+"""Turn change requests into a resolved plan: read current state, select items, diff, score."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from planning.model import (
+    ChangeRequest,
+    DeviceDiff,
+    DiffEntry,
+    ResolvedChange,
+    ResolvedPlan,
+    ResolvedTarget,
+)
+from planning.risk import assess
+from planning.state import fingerprint, matches, render_diff
+from planning.validation import (
+    SINGLETON_PATHS,
+    PlanValidationError,
+    check_request,
+    normalise_path,
+)
+
+MAX_CHANGES = 500
+
+
+@dataclass(frozen=True)
+class PlanDevice:
+    """What the planner needs to know about a device."""
+
+    id: str
+    name: str
+    environment: str
+    address: str
+
+
+DeviceLookup = Callable[[str], Awaitable[PlanDevice]]
+TableReader = Callable[[PlanDevice, str], Awaitable[list[dict[str, str]]]]
+
+
+async def build_plan(
+    description: str,
+    requests: list[ChangeRequest],
+    *,
+    lookup_device: DeviceLookup,
+    read_table: TableReader,
+) -> ResolvedPlan:
+    """Resolve every request against the devices' current state.
+
+    Raises:
+        PlanValidationError: a request is malformed or selects nothing; the message says
+            what to change.
+    """
+    if not description.strip():
+        raise PlanValidationError("description is empty; say what the plan does and why")
+    if not requests:
+        raise PlanValidationError("changes is empty; give at least one change")
+    if len(requests) > MAX_CHANGES:
+        raise PlanValidationError(f"a plan holds at most {MAX_CHANGES} changes; split it")
+
+    devices: dict[str, PlanDevice] = {}
+    tables: dict[tuple[str, str], list[dict[str, str]]] = {}
+
+    async def table(device: PlanDevice, path: str) -> list[dict[str, str]]:
+        key = (device.id, path)
+        if key not in tables:
+            tables[key] = await read_table(device, path)
+        return tables[key]
+
+    changes: list[ResolvedChange] = []
+    for seq, request in enumerate(requests, start=1):
+        path = normalise_path(request.path)
+        check_request(request, path)
+        device = await lookup_device(request.device)
+        devices[device.id] = device
+        rows = await table(device, path)
+        await _check_references(device, path, request, table)
+        changes.append(_resolve(seq, device, path, request, rows))
+
+    _reject_overlaps(changes)
+    diff = [_device_diff(device, changes) for device in devices.values()]
+    fingerprints = {
+        device_id: {path: fingerprint(rows) for (d, path), rows in sorted(tables.items()) if d == device_id}
+        for device_id in devices
+    }
+    risk = assess(
+        changes,
+        management={d.id: d.address for d in devices.values()},
+        environments={d.id: d.environment for d in devices.values()},
+    )
+    return ResolvedPlan(
+        description=description.strip(),
+        changes=changes,
+        diff=diff,
+        risk=risk,
+        fingerprints=fingerprints,
+    )
+
+
+def _resolve(seq: int, device: PlanDevice, path: str, request: ChangeRequest,
+             rows: list[dict[str, str]]) -> ResolvedChange:
+    singleton = path in SINGLETON_PATHS
+    targets: list[ResolvedTarget] = []
+    if request.action in ("set", "remove"):
+        if singleton:
+            current = rows[0] if rows else {}
+            targets = [ResolvedTarget(id="", before=current)]
+        else:
+            selected = [row for row in rows if matches(row, request.where or {})]
+            if not selected:
+                raise PlanValidationError(
+                    f"change {seq}: no item in {path} on {device.name} matches where "
+                    f"{request.where}; list the items first and select by a property they have, "
+                    "or by .id"
+                )
+            targets = [ResolvedTarget(id=row.get(".id", ""), before=row) for row in selected]
+    return ResolvedChange(
+        seq=seq,
+        device_id=device.id,
+        device_name=device.name,
+        path=path,
+        action=request.action,
+        where=request.where or {},
+        values=request.values or {},
+        targets=targets,
+        singleton=singleton,
+    )
+
+
+async def _check_references(device: PlanDevice, path: str, request: ChangeRequest,
+                            table: Callable[[PlanDevice, str], Awaitable[list[dict[str, str]]]]) -> None:
+    """Check that an interface named in the values exists on the device."""
+    interface = (request.values or {}).get("interface")
+    if interface is None or path.startswith("/interface"):
+        return
+    names = {row.get("name") for row in await table(device, "/interface")}
+    if interface not in names:
+        known = ", ".join(sorted(n for n in names if n)[:20])
+        raise PlanValidationError(
+            f"interface {interface!r} does not exist on {device.name}; use one of: {known}"
+        )
+
+
+def _reject_overlaps(changes: list[ResolvedChange]) -> None:
+    """Refuse two changes that touch the same item: the second would act on stale state."""
+    seen: dict[tuple[str, str, str], int] = {}
+    for change in changes:
+        for target in change.targets:
+            key = (change.device_id, change.path, target.id)
+            if key in seen:
+                raise PlanValidationError(
+                    f"changes {seen[key]} and {change.seq} both touch {change.path} {target.id or '(menu)'} "
+                    f"on {change.device_name}; merge them into one change"
+                )
+            seen[key] = change.seq
+
+
+def _device_diff(device: PlanDevice, changes: list[ResolvedChange]) -> DeviceDiff:
+    entries: list[DiffEntry] = []
+    for change in changes:
+        if change.device_id != device.id:
+            continue
+        if change.action == "add":
+            entries.append(DiffEntry(seq=change.seq, path=change.path, action="add", id=None,
+                                     before=None, after=dict(change.values)))
+            continue
+        for target in change.targets:
+            after = None if change.action == "remove" else _apply_values(target.before, change.values)
+            entries.append(DiffEntry(seq=change.seq, path=change.path, action=change.action,
+                                     id=target.id or None, before=target.before, after=after))
+    return DeviceDiff(
+        device_id=device.id,
+        device_name=device.name,
+        environment=device.environment,
+        entries=entries,
+        text=render_diff(device.name, entries),
+    )
+
+
+def _apply_values(before: dict[str, str], values: dict[str, str]) -> dict[str, str]:
+    after = dict(before)
+    for key, value in values.items():
+        if before.get(key) in ("true", "false") and value in ("yes", "no"):
+            value = "true" if value == "yes" else "false"
+        after[key] = value
+    return after

@@ -1,0 +1,59 @@
+"""The worker process: hosts the workflows and activities on tikflow's task queue."""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+from temporalio.worker import Worker
+
+from activities.plan_apply import PlanApplyActivities
+from inventory.devices import DeviceSessions, Inventory, load_key_ring
+from storage.db import Database
+from tikflow.settings import Settings
+from tikflow.temporal import connect_temporal, ensure_search_attributes
+from workflows.plan_apply import PlanApplyWorkflow
+
+log = structlog.get_logger(__name__)
+
+WORKFLOWS = [PlanApplyWorkflow]
+
+
+def plan_apply_activities(handler: PlanApplyActivities) -> list:
+    return [
+        handler.load_plan_for_apply,
+        handler.snapshot_and_check,
+        handler.apply_change,
+        handler.undo_change,
+        handler.verify_applied,
+        handler.verify_rolled_back,
+        handler.record_plan_status,
+    ]
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Run the worker until ``stop`` is set (or forever); close connections on the way out."""
+    db = Database(settings.database.url, pool_size=settings.database.pool_size)
+    inventory = Inventory(db, load_key_ring(settings))
+    sessions = DeviceSessions(inventory, settings)
+    client = await connect_temporal(settings)
+    added = await ensure_search_attributes(client)
+    if added:
+        log.info("registered search attributes", names=added)
+    handler = PlanApplyActivities(db, inventory, sessions, settings)
+    worker = Worker(
+        client,
+        task_queue=settings.temporal.task_queue,
+        workflows=WORKFLOWS,
+        activities=plan_apply_activities(handler),
+        max_concurrent_activities=50,
+    )
+    log.info("worker started", task_queue=settings.temporal.task_queue,
+             temporal=settings.temporal.address)
+    try:
+        async with worker:
+            await (stop.wait() if stop else asyncio.Event().wait())
+    finally:
+        await sessions.close()
+        await db.dispose()
+        log.info("worker stopped")

@@ -1,0 +1,106 @@
+"""Arguments and results of workflows and activities: one frozen pydantic model each.
+
+No model carries a secret: activities fetch credentials by device id, so workflow histories
+stay free of them.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class PlanApplyInput(_Frozen):
+    plan_id: str
+    plan_hash: str
+    requested_by: str
+
+
+class PlanApplyResult(_Frozen):
+    plan_id: str
+    status: str
+    detail: str | None = None
+
+
+class StepRef(_Frozen):
+    seq: int
+    device_id: str
+    path: str
+    action: str
+
+
+class LoadedPlan(_Frozen):
+    plan_id: str
+    device_ids: list[str]
+    environments: list[str]
+    risk: str
+    steps: list[StepRef]
+    device_attempts: int = Field(description="Attempts for a retryable device call")
+
+
+class PlanRef(_Frozen):
+    plan_id: str
+    plan_hash: str
+
+
+class DeviceStepInput(_Frozen):
+    plan_id: str
+    device_id: str
+
+
+class ChangeStepInput(_Frozen):
+    plan_id: str
+    seq: int
+
+
+class ChangeStepResult(_Frozen):
+    seq: int
+    created_id: str | None = None
+    already_applied: bool = False
+
+
+class UndoResult(_Frozen):
+    seq: int
+    undone: bool
+    note: str | None = None
+
+
+class VerifyResult(_Frozen):
+    device_id: str
+    ok: bool
+    problems: list[str] = Field(default_factory=list)
+
+
+class PlanStatusInput(_Frozen):
+    plan_id: str
+    status: str
+    detail: str | None = None
+    workflow_id: str | None = None
+
+
+class StepProgress(_Frozen):
+    seq: int
+    device_id: str
+    path: str
+    action: str
+    status: str
+    error: str | None = None
+
+
+class PlanProgress(_Frozen):
+    plan_id: str
+    status: str
+    phase: str
+    detail: str | None
+    steps: list[StepProgress]
+
+
+class ResolveInput(_Frozen):
+    """An operator's word on a plan waiting in ``needs_operator``."""
+
+    outcome: str = Field(description="rolled_back, applied or failed: what the device state now is")
+    note: str
+    by: str
