@@ -1,0 +1,1 @@
+"""One module per wire protocol; each provides a ``DeviceClient`` implementation."""
