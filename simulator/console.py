@@ -1,0 +1,344 @@
+"""The RouterOS console of a simulated device: what SSH sessions and ``/execute`` run.
+
+A :class:`Console` keeps what a real console session keeps (the current menu and the item
+numbers of the last ``print`` per menu), turns each parsed line from :mod:`simulator.cli`
+into console API calls on :func:`simulator.executor.execute`, and formats the replies the
+way RouterOS prints them: tables, ``detail``, ``terse``, singleton key/value lists and
+exports. Booleans print as ``yes``/``no``; values keep their raw bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from simulator import cli
+from simulator import console_format as fmt
+from simulator import schema as schemas
+from simulator.cli import CliCommand, CliError, Word
+from simulator import export as exporter
+from simulator.executor import PERMISSION_DENIED, Result, Session, Trap, execute
+from simulator.state import DeviceState
+
+logger = logging.getLogger(__name__)
+
+_PRINT_FLAGS = frozenset(
+    {"detail", "terse", "brief", "without-paging", "count-only", "as-value", "value-list",
+     "show-ids", "follow", "follow-only", "interval", "proplist", "file", "append", "from",
+     "stats", "all"}
+)
+_EXPORT_FLAGS = frozenset({"compact", "terse", "verbose", "file", "show-sensitive", "hide-sensitive", "where"})
+
+
+@dataclass
+class ConsoleOutput:
+    """Text a console line produced, its error if any, and whether it asked to end (``/quit``)."""
+
+    text: str = ""
+    quit: bool = False
+    error: CliError | None = None
+    after_reply: list[Callable[[], None]] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        """Whether the line ended with a console error."""
+        return self.error is not None
+
+
+@dataclass
+class Console:
+    """One console session on a device, as a logged-in user sees it."""
+
+    session: Session
+    width: int = 80
+    cwd: str = ""
+    _numbers: dict[str, list[str]] = field(default_factory=dict)
+    _after_reply: list[Callable[[], None]] = field(default_factory=list)
+
+    @property
+    def prompt(self) -> str:
+        """The prompt RouterOS shows: ``[admin@MikroTik] /ip address> ``."""
+        identity = self._identity()
+        where = f" {cli.console_path(self.cwd)}" if self.cwd else " "
+        return f"[{self.session.user.name}@{identity}]{where}> " if self.cwd else f"[{self.session.user.name}@{identity}] > "
+
+    def run_line(self, line: str, line_number: int = 1) -> ConsoleOutput:
+        """Run one typed line (may hold several ``;``-separated commands).
+
+        Actions that must wait until the output is sent (a reboot after ``/system backup
+        load``) come back in ``after_reply`` for the transport to run.
+        """
+        output = self._run_line(line, line_number)
+        output.after_reply, self._after_reply = self._after_reply, []
+        return output
+
+    def _run_line(self, line: str, line_number: int) -> ConsoleOutput:
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            return ConsoleOutput()
+        if stripped.startswith(":"):
+            return self._run_scripting(stripped, line_number)
+        try:
+            commands = cli.parse_line(stripped, self.cwd, self._is_menu, line_number, self._is_command)
+        except CliError as error:
+            return ConsoleOutput(error.render() + "\n", error=error)
+        chunks: list[str] = []
+        for command in commands:
+            try:
+                output = self._run(command, line_number)
+            except CliError as error:
+                chunks.append(error.render() + "\n")
+                return ConsoleOutput("".join(chunks), error=error)
+            chunks.append(output.text)
+            if output.quit:
+                return ConsoleOutput("".join(chunks), quit=True)
+        return ConsoleOutput("".join(chunks))
+
+    def run_script(self, script: str) -> tuple[str, str | None]:
+        """Run script text line by line; return the output and the first error, if any.
+
+        The error text names the line, as RouterOS does for ``/import`` and ``/execute``.
+        """
+        chunks: list[str] = []
+        for number, line in cli.split_statements(script):
+            output = self.run_line(line, number)
+            if output.error is not None:
+                return "".join(chunks), output.error.script_message()
+            chunks.append(output.text)
+            if output.quit:
+                break
+        return "".join(chunks), None
+
+    # -- dispatch -----------------------------------------------------------------
+
+    def _run(self, command: CliCommand, line_number: int) -> ConsoleOutput:
+        if command.verb is None:
+            self.cwd = command.path
+            return ConsoleOutput()
+        if command.verb == "quit":
+            return ConsoleOutput(quit=True)
+        if command.verb == "print":
+            return ConsoleOutput(self._print(command, line_number))
+        if command.verb == "export":
+            return ConsoleOutput(self._export(command, line_number))
+        if command.verb in ("set", "remove", "enable", "disable", "unset", "comment"):
+            return ConsoleOutput(self._change_items(command, line_number))
+        if command.verb == "add":
+            self._call(command, f"{command.path}/add", self._attributes(command), line_number)
+            return ConsoleOutput()
+        if command.verb == "find":
+            self._resolve_items(command, line_number, [Word("[]", None, command.column, find=tuple(command.arguments))])
+            return ConsoleOutput()
+        return ConsoleOutput(self._generic(command, line_number))
+
+    def _run_scripting(self, line: str, line_number: int) -> ConsoleOutput:
+        """Run the few scripting commands automation relies on (``:put``)."""
+        try:
+            statements = cli.tokenize(line, line_number)
+        except CliError as error:
+            return ConsoleOutput(error.render() + "\n", error=error)
+        chunks = []
+        for words in statements:
+            if not words:
+                continue
+            head = words[0]
+            if head.name == ":put":
+                chunks.append(" ".join(_word_text(word) for word in words[1:]) + "\n")
+                continue
+            error = CliError(f"bad command name {head.name.lstrip(':')}", head.column + 1, line_number)
+            return ConsoleOutput("".join(chunks) + error.render() + "\n", error=error)
+        return ConsoleOutput("".join(chunks))
+
+    # -- print --------------------------------------------------------------------
+
+    def _print(self, command: CliCommand, line_number: int) -> str:
+        for word in command.arguments:
+            if word.name not in _PRINT_FLAGS:
+                raise CliError("expected end of command", word.column, line_number)
+        attributes: dict[str, str] = {}
+        proplist = command.argument("proplist")
+        if proplist is not None and proplist.value:
+            attributes[".proplist"] = proplist.value
+        result = self._call(command, f"{command.path}/print", attributes, line_number)
+        rows = result.rows
+        if command.where is not None:
+            rows = [row for row in rows if command.where.matches(fmt.cli_values(command.path, row))]
+        if command.has_flag("count-only"):
+            return f"{len(rows)}\n"
+        ids = [row[".id"] for row in rows if ".id" in row]
+        if not ids and len(rows) <= 1 and self._is_singleton(command.path, rows):
+            return fmt.singleton(command.path, rows[0] if rows else {})
+        self._numbers[command.path] = ids
+        version7 = self.session.state.version_at_least(7)
+        if command.has_flag("terse"):
+            return fmt.terse(command.path, rows)
+        if command.has_flag("detail"):
+            return fmt.detail(command.path, rows, self.width, version7=version7)
+        return fmt.table(command.path, rows, self.width, version7=version7)
+
+    # -- changes ------------------------------------------------------------------
+
+    def _change_items(self, command: CliCommand, line_number: int) -> str:
+        attributes = self._attributes(command)
+        if command.items:
+            ids = self._resolve_items(command, line_number, command.items)
+            if not ids:
+                # `set [ find name=nothing ] ...` on RouterOS does nothing and reports nothing.
+                return ""
+            attributes[".id"] = ",".join(ids)
+        elif not self._is_singleton(command.path, []):
+            raise CliError("missing value(s) of argument(s) numbers")
+        self._call(command, f"{command.path}/{command.verb}", attributes, line_number)
+        return ""
+
+    def _resolve_items(self, command: CliCommand, line_number: int, items: list[Word]) -> list[str]:
+        ids: list[str] = []
+        for word in items:
+            if word.find is not None:
+                ids.extend(self._find(command.path, word.find, line_number))
+                continue
+            for part in word.name.split(","):
+                ids.append(self._item_id(command.path, part, word, line_number))
+        return ids
+
+    def _item_id(self, path: str, part: str, word: Word, line_number: int) -> str:
+        if part.isdigit() and not word.quoted:
+            numbers = self._numbers.get(path)
+            if numbers is None:
+                numbers = [row[".id"] for row in self._rows(path) if ".id" in row]
+            index = int(part)
+            if index >= len(numbers):
+                raise CliError("no such item")
+            return numbers[index]
+        return part
+
+    def _find(self, path: str, words: tuple[Word, ...], line_number: int) -> list[str]:
+        body = list(words)
+        if body and body[0].name == "find" and body[0].value is None:
+            body = body[1:]
+        elif body and body[0].name != "find":
+            raise CliError("syntax error", body[0].column, line_number)
+        if body and body[0].name == "where" and body[0].value is None:
+            body = body[1:]
+        condition = cli.parse_filter(body, line_number)
+        return [row[".id"] for row in self._rows(path) if ".id" in row and condition.matches(fmt.cli_values(path, row))]
+
+    def _rows(self, path: str) -> list[dict[str, str]]:
+        result = execute(self.session, f"{path}/print")
+        return result.rows
+
+    # -- export and other commands ------------------------------------------------
+
+    def _export(self, command: CliCommand, line_number: int) -> str:
+        state = self.session.state
+        version7 = state.version_at_least(7)
+        for word in command.arguments:
+            known = word.name in _EXPORT_FLAGS
+            if not known or (word.name == "show-sensitive" and not version7):
+                raise CliError("expected end of command", word.column, line_number)
+        attributes = {word.name: word.value or "" for word in command.arguments}
+        if "file" in attributes:
+            self._call(command, f"{command.path}/export", attributes, line_number)
+            return ""
+        # Over the API an export returns nothing, so the console renders it itself.
+        show_sensitive = command.has_flag("show-sensitive") or (
+            not version7 and not command.has_flag("hide-sensitive")
+        )
+        needed = ("read", "sensitive") if show_sensitive else ("read",)
+        if not all(self.session.can(policy) for policy in needed):
+            raise CliError(PERMISSION_DENIED)
+        # NOTE: `verbose` prints the same lines as `compact`, because the simulator's
+        # exporter does not know every default value a verbose export lists.
+        return exporter.render_export(
+            state, terse=command.has_flag("terse"), show_sensitive=show_sensitive, menu=command.path or None
+        )
+
+    def _generic(self, command: CliCommand, line_number: int) -> str:
+        attributes = self._attributes(command)
+        if command.items:
+            attributes[".id"] = ",".join(self._resolve_items(command, line_number, command.items))
+        result = self._call(command, f"{command.path}/{command.verb}", attributes, line_number)
+        if command.path == "/system/backup" and command.verb == "save":
+            return "Configuration backup saved\n"
+        if result.rows:
+            return fmt.detail(command.path, result.rows, self.width, version7=True)
+        message = result.done.get("ret")
+        return f"{message}\n" if message and not message.startswith("*") else ""
+
+    # -- helpers ------------------------------------------------------------------
+
+    def _call(self, command: CliCommand, api_command: str, attributes: dict[str, str], line_number: int) -> Result:
+        result = execute(self.session, api_command, attributes)
+        if result.traps:
+            raise self._console_error(command, api_command, result.traps, line_number)
+        if result.after_reply is not None:
+            self._after_reply.append(result.after_reply)
+        return result
+
+    def _console_error(
+        self, command: CliCommand, api_command: str, traps: list[Trap], line_number: int
+    ) -> CliError:
+        message = traps[0].message
+        if message.startswith("unknown parameter "):
+            name = message[len("unknown parameter ") :]
+            word = command.argument(name) or command.argument(f"!{name}")
+            return CliError("expected end of command", word.column if word else command.column, line_number)
+        if message.startswith("no such item"):
+            return CliError("no such item")
+        if message.startswith("no such command or directory"):
+            return CliError(f"bad command name {command.verb}", command.column, line_number)
+        return CliError(message, line=line_number, context=_trap_context(api_command, message))
+
+    def _attributes(self, command: CliCommand) -> dict[str, str]:
+        attributes: dict[str, str] = {}
+        for word in command.arguments:
+            attributes[word.name] = word.value if word.value is not None else ""
+        return attributes
+
+    def _identity(self) -> str:
+        table = self.session.state.table("/system/identity")
+        if table is None or not table.items:
+            return "MikroTik"
+        return table.items[0].get("name", "MikroTik")
+
+    def _is_menu(self, path: str) -> bool:
+        return is_menu(self.session.state, path)
+
+    def _is_command(self, path: str, word: str) -> bool:
+        from simulator import commands
+
+        return f"{path}/{word}" in commands.SPECIAL_COMMANDS
+
+    def _is_singleton(self, path: str, rows: list[Mapping[str, str]]) -> bool:
+        table = self.session.state.table(path)
+        if table is not None:
+            return table.singleton
+        if schemas.schema_for(path).singleton:
+            return True
+        return bool(rows) and all(".id" not in row for row in rows)
+
+
+def is_menu(state: DeviceState, path: str) -> bool:
+    """Return whether ``path`` is a menu of the device or a prefix of one (``/ip``)."""
+    from simulator import commands
+
+    if state.has_menu(path):
+        return True
+    prefix = path + "/"
+    known = (*state.tables, *schemas.KNOWN_EMPTY_MENUS, *commands.SPECIAL_COMMANDS)
+    return any(name.startswith(prefix) for name in known)
+
+
+def _trap_context(api_command: str, message: str) -> str:
+    """Name the command, and the argument when the trap is about one, for script errors."""
+    for lead in ("input does not match any value of ", "invalid value for argument "):
+        if message.startswith(lead):
+            return f"{api_command} ({message[len(lead):]})"
+    return api_command
+
+
+def _word_text(word: Word) -> str:
+    if word.value is None:
+        return word.name
+    return f"{word.name}={word.value}"

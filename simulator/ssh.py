@@ -1,0 +1,396 @@
+"""The SSH console of a simulated device (asyncssh server).
+
+Password logins are checked against the device's users and need the ``ssh`` policy. The
+login name may carry RouterOS console options after ``+`` (``admin+cet512w``,
+``admin+ct511w4098h``): ``w``/``h`` set the terminal size, ``c`` turns colours off, ``t``
+turns terminal detection off and ``e`` selects the dumb terminal. Without ``t`` an
+interactive session sends the ``ESC Z`` terminal probe and waits briefly for the answer.
+
+An interactive shell shows the optional software-license question, the prompt
+``[user@identity] > ``, echoes what is typed and prints RouterOS error texts. Exec requests
+(``ssh host '/ip address print'``) run the command and close. All output is raw bytes: values
+that are not UTF-8 are written as the device stores them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import re
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import asyncssh
+
+from simulator.console import Console, ConsoleOutput
+from simulator.executor import Session
+from simulator.state import DeviceState
+
+logger = logging.getLogger(__name__)
+
+LICENSE_QUESTION = b"Do you want to see the software license? [Y/n]: "
+TERMINAL_PROBE = b"\x1bZ"
+_LOGIN_OPTION = re.compile(r"(\d*)([a-z])")
+_LICENSE_TEXT = (
+    b"\r\nMikroTik RouterOS is licensed software. The simulator shows this text in place of\r\n"
+    b"the license agreement.\r\n\r\n"
+)
+_BANNER = (
+    "\r\n\r\n"
+    "  MMM      MMM       KKK                          TTTTTTTTTTT      KKK\r\n"
+    "  MMMM    MMMM       KKK                          TTTTTTTTTTT      KKK\r\n"
+    "  MMM MMMM MMM  III  KKK  KKK  RRRRRR     OOOOOO      TTT     III  KKK  KKK\r\n"
+    "  MMM  MM  MMM  III  KKKKK     RRR  RRR  OOO  OOO     TTT     III  KKKKK\r\n"
+    "  MMM      MMM  III  KKK KKK   RRRRRR    OOO  OOO     TTT     III  KKK KKK\r\n"
+    "  MMM      MMM  III  KKK  KKK  RRR  RRR   OOOOOO      TTT     III  KKK  KKK\r\n"
+    "\r\n"
+    "  MikroTik RouterOS {version} (c) 1999-2025       https://www.mikrotik.com/\r\n\r\n"
+)
+
+
+@dataclass(frozen=True)
+class LoginOptions:
+    """A login name split into the user and the console options after ``+``."""
+
+    user: str
+    width: int | None = None
+    height: int | None = None
+    colors: bool = True
+    detect_terminal: bool = True
+    dumb: bool = False
+
+
+@dataclass(frozen=True)
+class SshOptions:
+    """Behaviour switches of the SSH console.
+
+    Attributes:
+        license_prompt: Ask the software-license question on a device's first
+            interactive login (RouterOS asks until it is answered once).
+        probe_timeout: Seconds to wait for the answer to the ``ESC Z`` terminal probe
+            before carrying on as a dumb terminal.
+        host_key_algorithm: Host key type; ``None`` picks ``ssh-ed25519`` for RouterOS 7
+            and ``ssh-rsa`` (the only algorithm RouterOS 6 offers) for older versions.
+    """
+
+    license_prompt: bool = True
+    probe_timeout: float = 2.0
+    host_key_algorithm: str | None = None
+
+
+def parse_login_name(login: str) -> LoginOptions:
+    """Split ``admin+ct511w4098h`` into the user and its console options.
+
+    Unknown option letters are ignored, as RouterOS does.
+    """
+    user, plus, suffix = login.partition("+")
+    if not plus:
+        return LoginOptions(user=login)
+    options: dict[str, object] = {}
+    for number, letter in _LOGIN_OPTION.findall(suffix):
+        if letter == "w" and number:
+            options["width"] = int(number)
+        elif letter == "h" and number:
+            options["height"] = int(number)
+        elif letter == "c":
+            options["colors"] = False
+        elif letter == "t":
+            options["detect_terminal"] = False
+        elif letter == "e":
+            options["dumb"] = True
+    return LoginOptions(user=user, **options)  # type: ignore[arg-type]
+
+
+@functools.cache
+def host_key(algorithm: str) -> asyncssh.SSHKey:
+    """Return a host key of ``algorithm``, generated once per process and shared."""
+    if algorithm == "ssh-rsa":
+        return asyncssh.generate_private_key("ssh-rsa", 2048)
+    return asyncssh.generate_private_key(algorithm)
+
+
+class SshServer:
+    """Serve the console of one device over SSH on one port."""
+
+    def __init__(
+        self,
+        state: DeviceState,
+        *,
+        faults: object | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        options: SshOptions | None = None,
+    ) -> None:
+        self._state = state
+        self._faults = faults
+        self._host = host
+        self._port = port
+        self._options = options or SshOptions()
+        self._server: asyncssh.SSHAcceptor | None = None
+        self._license_answered = not self._options.license_prompt
+        self._connections: set[asyncssh.SSHServerConnection] = set()
+
+    @property
+    def port(self) -> int:
+        """The bound TCP port."""
+        if self._server is None:
+            raise RuntimeError("SSH server not started")
+        return self._server.get_port()
+
+    @property
+    def host_key_algorithm(self) -> str:
+        """The host key type this device offers."""
+        if self._options.host_key_algorithm:
+            return self._options.host_key_algorithm
+        return "ssh-ed25519" if self._state.version_at_least(7) else "ssh-rsa"
+
+    async def start(self) -> None:
+        """Start listening."""
+        options = asyncssh.SSHServerConnectionOptions(
+            server_host_keys=[host_key(self.host_key_algorithm)],
+            server_version="ROSSSH",
+            line_editor=False,
+            allow_pty=True,
+            login_timeout=30,
+        )
+        if self.host_key_algorithm == "ssh-rsa" and not self._state.version_at_least(7):
+            # RouterOS 6 signs only with SHA-1 `ssh-rsa`; clients must enable it explicitly.
+            options.server_host_keys = OrderedDict(
+                (alg, key) for alg, key in options.server_host_keys.items() if alg == b"ssh-rsa"
+            )
+        self._server = await asyncssh.create_server(
+            self._new_connection,
+            self._host,
+            self._port,
+            options=options,
+            process_factory=self._run_process,
+            encoding=None,
+        )
+
+    async def stop(self) -> None:
+        """Stop listening and close open sessions."""
+        if self._server is None:
+            return
+        self._server.close()
+        for connection in list(self._connections):
+            connection.close()
+        await self._server.wait_closed()
+        self._server = None
+
+    def _new_connection(self) -> asyncssh.SSHServer:
+        return _DeviceSshServer(self)
+
+    def _session(self, login: str) -> Session | None:
+        options = parse_login_name(login)
+        user = self._state.user_info(options.user)
+        if not user.group:
+            return None
+        hook = self._faults if hasattr(self._faults, "trap_for") else None
+        return Session(state=self._state, user=user, transport="ssh", faults=hook)
+
+    async def _run_process(self, process: asyncssh.SSHServerProcess) -> None:
+        login = process.get_extra_info("username") or ""
+        session = self._session(login)
+        if session is None:
+            process.exit(1)
+            return
+        options = parse_login_name(login)
+        width = options.width or _terminal_width(process)
+        console = Console(session, width=width)
+        try:
+            if process.command is not None:
+                await self._run_exec(process, console)
+            else:
+                await _Shell(self, process, console, options).run()
+        except (asyncssh.Error, ConnectionError, BrokenPipeError):
+            pass
+        except Exception:
+            logger.exception("SSH session failed for user %s", options.user)
+        finally:
+            if not process.is_closing():
+                process.exit(0)
+
+    async def _run_exec(self, process: asyncssh.SSHServerProcess, console: Console) -> None:
+        command = process.command or ""
+        for number, line in enumerate(command.replace("\r\n", "\n").split("\n"), start=1):
+            output = console.run_line(line, number)
+            _write(process, output.text)
+            await process.stdout.drain()
+            _run_after_reply(output)
+            if output.quit:
+                break
+
+
+class _DeviceSshServer(asyncssh.SSHServer):
+    """Per-connection authentication against the device's users."""
+
+    def __init__(self, owner: SshServer) -> None:
+        self._owner = owner
+        self._connection: asyncssh.SSHServerConnection | None = None
+
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self._connection = conn
+        self._owner._connections.add(conn)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._connection is not None:
+            self._owner._connections.discard(self._connection)
+
+    def begin_auth(self, username: str) -> bool:
+        return True
+
+    def password_auth_supported(self) -> bool:
+        return True
+
+    def validate_password(self, username: str, password: str) -> bool:
+        options = parse_login_name(username)
+        user = self._owner._state.authenticate(options.user, password)
+        return user is not None and "ssh" in user.policies
+
+
+@dataclass
+class _Shell:
+    """The interactive console: dialogs, probe, prompt, echo and line editing."""
+
+    owner: SshServer
+    process: asyncssh.SSHServerProcess
+    console: Console
+    options: LoginOptions
+    _pending: bytearray = field(default_factory=bytearray)
+    _last_was_cr: bool = False
+
+    async def run(self) -> None:
+        if not self.owner._license_answered:
+            await self._license_dialog()
+        if self.options.detect_terminal and not self.options.dumb:
+            await self._probe_terminal()
+        version = self.console.session.state.version
+        _write(self.process, _BANNER.format(version=version))
+        await self._command_loop()
+
+    async def _license_dialog(self) -> None:
+        _write_bytes(self.process, LICENSE_QUESTION)
+        answer = await self._read_key()
+        if answer is None:
+            return
+        self.owner._license_answered = True
+        _write_bytes(self.process, answer.rstrip(b"\r\n") + b"\r\n")
+        if answer.strip().lower() in (b"", b"y"):
+            _write_bytes(self.process, _LICENSE_TEXT)
+
+    async def _probe_terminal(self) -> None:
+        _write_bytes(self.process, TERMINAL_PROBE)
+        try:
+            await asyncio.wait_for(self._read_probe_answer(), self.owner._options.probe_timeout)
+        except TimeoutError:
+            pass
+
+    async def _read_probe_answer(self) -> None:
+        # Answers look like `ESC / Z` (VT52 style) or `ESC [ ? 1 ; 2 c` (VT100 DA).
+        while True:
+            chunk = await self._read()
+            if chunk is None:
+                return
+            self._pending += chunk
+            start = self._pending.find(b"\x1b")
+            if start < 0:
+                return
+            end = _probe_answer_end(self._pending, start)
+            if end is not None:
+                del self._pending[start:end]
+                return
+
+    async def _read_key(self) -> bytes | None:
+        chunk = await self._read()
+        if chunk is None:
+            return None
+        first, rest = chunk[:1], chunk[1:]
+        self._pending += rest.lstrip(b"\r\n")
+        return first
+
+    async def _command_loop(self) -> None:
+        line = bytearray()
+        number = 0
+        _write(self.process, self.console.prompt)
+        while True:
+            chunk = await self._read()
+            if chunk is None:
+                return
+            for byte in chunk:
+                if byte in (0x0D, 0x0A):
+                    if byte == 0x0A and self._last_was_cr:
+                        self._last_was_cr = False
+                        continue
+                    self._last_was_cr = byte == 0x0D
+                    number += 1
+                    _write_bytes(self.process, b"\r\n")
+                    output = self.console.run_line(bytes(line).decode("utf-8", "surrogateescape"), 1)
+                    line.clear()
+                    _write(self.process, output.text)
+                    await self.process.stdout.drain()
+                    _run_after_reply(output)
+                    if output.quit:
+                        return
+                    _write(self.process, self.console.prompt)
+                    continue
+                self._last_was_cr = False
+                if byte in (0x7F, 0x08):
+                    if line:
+                        line.pop()
+                        _write_bytes(self.process, b"\x08 \x08")
+                elif byte == 0x03:
+                    line.clear()
+                    _write(self.process, "\r\n" + self.console.prompt)
+                elif byte == 0x04 and not line:
+                    return
+                elif byte >= 0x20 or byte == 0x09:
+                    line.append(byte)
+                    _write_bytes(self.process, bytes([byte]))
+
+    async def _read(self) -> bytes | None:
+        if self._pending:
+            data = bytes(self._pending)
+            self._pending.clear()
+            return data
+        try:
+            data = await self.process.stdin.read(4096)
+        except (asyncssh.BreakReceived, asyncssh.TerminalSizeChanged):
+            return b""
+        return data or None
+
+
+def _probe_answer_end(buffer: bytearray, start: int) -> int | None:
+    """Return the end of a terminal answer starting at ``start``, if it is complete."""
+    body = buffer[start + 1 :]
+    if body[:2] == b"/Z":
+        return start + 3
+    if body[:1] == b"[":
+        for offset, byte in enumerate(body[1:], start=2):
+            if 0x40 <= byte <= 0x7E:
+                return start + 1 + offset
+        return None
+    if len(body) >= 2:
+        return start + 3
+    return None
+
+
+def _terminal_width(process: asyncssh.SSHServerProcess) -> int:
+    width = process.get_terminal_size()[0]
+    return width if width > 0 else 80
+
+
+def _write(process: asyncssh.SSHServerProcess, text: str) -> None:
+    _write_bytes(process, text.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8", "surrogateescape"))
+
+
+def _write_bytes(process: asyncssh.SSHServerProcess, data: bytes) -> None:
+    if not process.is_closing():
+        with contextlib.suppress(BrokenPipeError, ConnectionError):
+            process.stdout.write(data)
+
+
+def _run_after_reply(output: ConsoleOutput) -> None:
+    for action in output.after_reply:
+        action()
