@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from tikflow.commands import core
+from tikflow.commands import config, core, version_cmds
 
 app = typer.Typer(
     name="tikflow",
@@ -13,6 +13,8 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 core.register(app)
+app.add_typer(config.app, name="config")
+version_cmds.register(app)
 
 
 def main() -> None:
