@@ -38,7 +38,7 @@ def normalize_path(path: str) -> str:
     if not segments:
         raise ValueError(f"invalid RouterOS path {path!r}: expected a menu such as /ip/address")
     for segment in segments:
-        if not _PATH_SEGMENT.match(segment):
+        if not _PATH_SEGMENT.fullmatch(segment):
             raise ValueError(
                 f"invalid RouterOS path {path!r}: segment {segment!r} may contain only "
                 "letters, digits, '-', '_' and '.'"
@@ -55,7 +55,7 @@ def check_property_name(name: str) -> str:
     Raises:
         ValueError: The name is empty or contains characters RouterOS never uses in names.
     """
-    if not _PROPERTY_NAME.match(name):
+    if not _PROPERTY_NAME.fullmatch(name):
         raise ValueError(
             f"invalid property name {name!r}: use letters, digits, '-', '_' and '.', "
             "optionally prefixed by '!' or '.'"
