@@ -11,6 +11,7 @@ from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 
+from api.admin import router as admin_router
 from api.health import router as health_router
 from api.mcp_tools import register_tools
 from api.security import TokenAuthenticator
@@ -79,6 +80,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.services = services
     app.state.authenticator = authenticator
     app.include_router(health_router)
+    app.include_router(admin_router)
     # The MCP app serves /mcp and the OAuth protected-resource metadata; mounted last so the
     # FastAPI routes above take precedence.
     app.mount("/", mcp_app)

@@ -1,0 +1,10 @@
+"""The admin API under ``/api/v1``: one module per resource, collected here."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from api.admin import plans
+
+router = APIRouter(prefix="/api/v1")
+router.include_router(plans.router)
