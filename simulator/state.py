@@ -235,6 +235,23 @@ class DeviceState:
         self._owned = set()
         return twin
 
+    def reset_from(self, template: DeviceState) -> None:
+        """Replace this device's configuration in place with ``template``'s (state lost).
+
+        Transports hold this object, so it is emptied and refilled rather than replaced.
+        """
+        self.version = template.version
+        self.board_name = template.board_name
+        self.tables = dict(template.tables)
+        self._owned = set()
+        template._owned = set()
+        self.passwords = dict(template.passwords)
+        self.blobs = dict(template.blobs)
+        self.export_properties = template.export_properties
+        self.builtins = template.builtins
+        self.next_number = template.next_number
+        self.header = template.header
+
     # -- tables -------------------------------------------------------------------
 
     def has_menu(self, path: str) -> bool:
