@@ -200,8 +200,23 @@ def parse_line(
     commands = []
     for words in tokenize(line, line_number):
         if words:
-            commands.append(_parse_statement(words, cwd, is_menu, is_command, line_number))
+            commands.append(parse_words(words, cwd, is_menu, line_number, is_command))
     return commands
+
+
+def parse_words(
+    words: Sequence[Word],
+    cwd: str,
+    is_menu: Callable[[str], bool],
+    line_number: int = 1,
+    is_command: Callable[[str, str], bool] | None = None,
+) -> CliCommand:
+    """Parse the words of one statement (a line part or the inside of ``[ ... ]``).
+
+    Raises:
+        CliError: with the console's text and column for anything it cannot parse.
+    """
+    return _parse_statement(list(words), cwd, is_menu, is_command, line_number)
 
 
 def parse_filter(words: Sequence[Word], line_number: int = 1) -> Filter:

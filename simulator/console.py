@@ -128,27 +128,43 @@ class Console:
             self._call(command, f"{command.path}/add", self._attributes(command), line_number)
             return ConsoleOutput()
         if command.verb == "find":
-            self._resolve_items(command, line_number, [Word("[]", None, command.column, find=tuple(command.arguments))])
+            self._find_command(command, line_number)
             return ConsoleOutput()
         return ConsoleOutput(self._generic(command, line_number))
 
     def _run_scripting(self, line: str, line_number: int) -> ConsoleOutput:
-        """Run the few scripting commands automation relies on (``:put``)."""
+        """Run ``:put``, the one scripting command automation relies on.
+
+        ``:put [/ip address add ...]`` prints what the inner command returns: the new
+        ``.id`` of ``add``, the ids of ``find`` joined by ``;``, the count of
+        ``print count-only``. Other scripting commands are reported as unknown.
+        """
         try:
             statements = cli.tokenize(line, line_number)
+            chunks = []
+            for words in statements:
+                if not words:
+                    continue
+                head = words[0]
+                if head.name != ":put":
+                    raise CliError(f"bad command name {head.name.lstrip(':')}", head.column + 1, line_number)
+                values = [self._evaluate(word, line_number) for word in words[1:]]
+                chunks.append("".join(values) + "\n")
         except CliError as error:
             return ConsoleOutput(error.render() + "\n", error=error)
-        chunks = []
-        for words in statements:
-            if not words:
-                continue
-            head = words[0]
-            if head.name == ":put":
-                chunks.append(" ".join(_word_text(word) for word in words[1:]) + "\n")
-                continue
-            error = CliError(f"bad command name {head.name.lstrip(':')}", head.column + 1, line_number)
-            return ConsoleOutput("".join(chunks) + error.render() + "\n", error=error)
         return ConsoleOutput("".join(chunks))
+
+    def _evaluate(self, word: Word, line_number: int) -> str:
+        if word.find is None:
+            return _word_text(word)
+        command = cli.parse_words(word.find, self.cwd, self._is_menu, line_number, self._is_command)
+        if command.verb == "find":
+            return ";".join(self._find_command(command, line_number))
+        if command.verb == "add":
+            result = self._call(command, f"{command.path}/add", self._attributes(command), line_number)
+            return result.done.get("ret", "")
+        output = self._run(command, line_number)
+        return output.text.rstrip("\n")
 
     # -- print --------------------------------------------------------------------
 
@@ -156,14 +172,15 @@ class Console:
         for word in command.arguments:
             if word.name not in _PRINT_FLAGS:
                 raise CliError("expected end of command", word.column, line_number)
-        attributes: dict[str, str] = {}
-        proplist = command.argument("proplist")
-        if proplist is not None and proplist.value:
-            attributes[".proplist"] = proplist.value
-        result = self._call(command, f"{command.path}/print", attributes, line_number)
+        # Whole items are read because `where` may test properties that proplist leaves out.
+        result = self._call(command, f"{command.path}/print", {}, line_number)
         rows = result.rows
         if command.where is not None:
             rows = [row for row in rows if command.where.matches(fmt.cli_values(command.path, row))]
+        proplist = command.argument("proplist")
+        if proplist is not None and proplist.value:
+            names = [".id", *proplist.value.split(",")]
+            rows = [{name: row[name] for name in names if name in row} for row in rows]
         if command.has_flag("count-only"):
             return f"{len(rows)}\n"
         ids = [row[".id"] for row in rows if ".id" in row]
@@ -171,11 +188,12 @@ class Console:
             return fmt.singleton(command.path, rows[0] if rows else {})
         self._numbers[command.path] = ids
         version7 = self.session.state.version_at_least(7)
+        show_ids = command.has_flag("show-ids")
         if command.has_flag("terse"):
-            return fmt.terse(command.path, rows)
+            return fmt.terse(command.path, rows, show_ids=show_ids)
         if command.has_flag("detail"):
-            return fmt.detail(command.path, rows, self.width, version7=version7)
-        return fmt.table(command.path, rows, self.width, version7=version7)
+            return fmt.detail(command.path, rows, self.width, version7=version7, show_ids=show_ids)
+        return fmt.table(command.path, rows, self.width, version7=version7, show_ids=show_ids)
 
     # -- changes ------------------------------------------------------------------
 
@@ -214,15 +232,23 @@ class Console:
         return part
 
     def _find(self, path: str, words: tuple[Word, ...], line_number: int) -> list[str]:
+        """Return the ids that ``[ find ... ]`` (the words inside the brackets) selects."""
         body = list(words)
-        if body and body[0].name == "find" and body[0].value is None:
-            body = body[1:]
-        elif body and body[0].name != "find":
-            raise CliError("syntax error", body[0].column, line_number)
+        if not body or body[0].name != "find" or body[0].value is not None:
+            column = body[0].column if body else 1
+            raise CliError("syntax error", column, line_number)
+        body = body[1:]
         if body and body[0].name == "where" and body[0].value is None:
             body = body[1:]
-        condition = cli.parse_filter(body, line_number)
-        return [row[".id"] for row in self._rows(path) if ".id" in row and condition.matches(fmt.cli_values(path, row))]
+        return self._matching_ids(path, cli.parse_filter(body, line_number))
+
+    def _find_command(self, command: CliCommand, line_number: int) -> list[str]:
+        condition = command.where or cli.parse_filter(command.arguments, line_number)
+        return self._matching_ids(command.path, condition)
+
+    def _matching_ids(self, path: str, condition: cli.Filter) -> list[str]:
+        rows = self._rows(path)
+        return [row[".id"] for row in rows if ".id" in row and condition.matches(fmt.cli_values(path, row))]
 
     def _rows(self, path: str) -> list[dict[str, str]]:
         result = execute(self.session, f"{path}/print")

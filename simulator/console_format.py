@@ -61,23 +61,25 @@ def singleton(path: str, row: Mapping[str, str]) -> str:
     return "".join(f"{name.rjust(width)}: {value}\n" for name, value in values.items())
 
 
-def terse(path: str, rows: Iterable[Mapping[str, str]]) -> str:
-    """Format items one per line: number, flags, then every ``name=value``."""
+def terse(path: str, rows: Iterable[Mapping[str, str]], *, show_ids: bool = False) -> str:
+    """Format items one per line: number (or ``.id``), flags, then every ``name=value``."""
     lines = []
     for number, row in enumerate(rows):
         values = cli_values(path, row)
         pairs = " ".join(_pair(name, value) for name, value in _shown(values, keep_comment=True))
-        lines.append(f"{number:>2} {_flags(row):<2}{pairs}\n")
+        lines.append(f"{_label(number, row, show_ids)} {_flags(row):<2}{pairs}\n")
     return "".join(lines)
 
 
-def detail(path: str, rows: Iterable[Mapping[str, str]], width: int, *, version7: bool) -> str:
+def detail(
+    path: str, rows: Iterable[Mapping[str, str]], width: int, *, version7: bool, show_ids: bool = False
+) -> str:
     """Format items as ``name=value`` pairs wrapped at ``width`` under a flags legend."""
     rows = list(rows)
     lines = [_legend(rows, version7)] if _has_flags(rows) else []
     for number, row in enumerate(rows):
         values = cli_values(path, row)
-        prefix = f"{number:>2} {_flags(row):<2} "
+        prefix = f"{_label(number, row, show_ids)} {_flags(row):<2} "
         indent = " " * len(prefix)
         comment = values.get("comment")
         if comment:
@@ -89,9 +91,14 @@ def detail(path: str, rows: Iterable[Mapping[str, str]], width: int, *, version7
     return "".join(lines)
 
 
-def table(path: str, rows: Iterable[Mapping[str, str]], width: int, *, version7: bool) -> str:
+def table(
+    path: str, rows: Iterable[Mapping[str, str]], width: int, *, version7: bool, show_ids: bool = False
+) -> str:
     """Format items as a table of the menu's main columns."""
-    rows = [cli_values(path, row) | {"__flags": _flags(row)} for row in rows]
+    rows = [
+        cli_values(path, row) | {"__flags": _flags(row), "__label": _label(number, row, show_ids)}
+        for number, row in enumerate(rows)
+    ]
     if not rows:
         return ""
     columns = _columns(path, rows)
@@ -101,15 +108,20 @@ def table(path: str, rows: Iterable[Mapping[str, str]], width: int, *, version7:
     if version7 and columns:
         lines.append(f"Columns: {', '.join(headers)}\n")
     lines.append(_table_line(" #", "", headers, widths))
-    for number, row in enumerate(rows):
+    for row in rows:
+        label = row["__label"]
         if row.get("comment"):
-            lines.append(f"{number:>2} {row['__flags']:<2} ;;; {row['comment']}\n")
-            label = "  "
-        else:
-            label = f"{number:>2}"
+            lines.append(f"{label} {row['__flags']:<2} ;;; {row['comment']}\n")
+            label = " " * len(label)
         cells = [row.get(column, "") for column in columns]
         lines.append(_table_line(label, row["__flags"], cells, widths))
     return "".join(lines)
+
+
+def _label(number: int, row: Mapping[str, str], show_ids: bool) -> str:
+    if show_ids and ".id" in row:
+        return row[".id"]
+    return f"{number:>2}"
 
 
 def _table_line(label: str, flags: str, cells: list[str], widths: list[int]) -> str:
