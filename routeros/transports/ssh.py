@@ -250,7 +250,8 @@ class SshClient:
 
     async def add(self, path: str, values: dict[str, str]) -> str:
         """Add an item; ``:put`` prints the new ``.id`` that ``add`` returns."""
-        output = await self._run(f":put [{_menu(path)}/add {self._arguments(values)}]")
+        menu = _menu(path)
+        output = await self._run(f":put [{menu}/add {self._arguments(values)}]", f"{menu}/add")
         new_id = output.strip().splitlines()[-1].strip() if output.strip() else ""
         return new_id if _ITEM_ID.match(new_id) else ""
 
@@ -306,14 +307,16 @@ class SshClient:
         except ValueError as exc:
             raise InvalidValue(str(exc)) from None
 
-    async def _run(self, command: str) -> str:
+    async def _run(self, command: str, name: str | None = None) -> str:
         """Run one console command and return its cleaned output.
+
+        ``name`` labels the command in error messages; it defaults to the first word.
 
         Raises:
             DeviceError: The connection failed, the command timed out or the console
                 printed an error line.
         """
-        action = f"{command.split(' ', 1)[0]} on {self.target.describe()}"
+        action = f"{name or command.split(' ', 1)[0]} on {self.target.describe()}"
         if not self._healthy:
             raise ConnectionLost(f"{action} not sent: the connection failed earlier")
         try:

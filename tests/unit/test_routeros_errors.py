@@ -1,6 +1,5 @@
 """Unit tests for routeros.errors: one mapping from every failure source to typed errors."""
 
-import asyncio
 import ssl
 
 import httpx
@@ -103,7 +102,7 @@ def test_map_error_librouteros_traps() -> None:
         (lro.ProtocolError("Unknown controll byte"), ProtocolViolation),
         (ConnectionRefusedError(111, "refused"), DeviceUnreachable),
         (OSError(113, "No route to host"), DeviceUnreachable),
-        (asyncio.TimeoutError(), DeviceTimeout),
+        (TimeoutError(), DeviceTimeout),
         (ssl.SSLCertVerificationError("self-signed"), TlsVerificationFailed),
         (httpx.ConnectTimeout("t"), DeviceTimeout),
         (httpx.ReadTimeout("t"), DeviceTimeout),
