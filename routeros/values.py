@@ -267,6 +267,11 @@ MENU_SCHEMAS: dict[str, MenuSchema] = {
     },
     "/interface/vlan": {"vlan-id": PropertyKind.INT, "mtu": PropertyKind.INT},
     "/interface/bridge/port": {"pvid": PropertyKind.INT, "hw": PropertyKind.BOOL},
+    # RouterOS 6 kept the PoE settings in /interface/ethernet, RouterOS 7 in its poe submenu.
+    "/interface/ethernet": {
+        "power-cycle-ping-enabled": PropertyKind.YES_NO,
+        "power-cycle-interval": PropertyKind.DURATION,
+    },
     "/interface/ethernet/poe": {
         "power-cycle-ping-enabled": PropertyKind.YES_NO,
         "power-cycle-interval": PropertyKind.DURATION,

@@ -242,6 +242,10 @@ class SshClient:
             words.append("where")
             words.extend(self._argument(name, value) for name, value in where.items())
         rows = parse_terse(await self._run(" ".join(words)))
+        if proplist and ".id" not in proplist:
+            # show-ids prints the id on every line; the API sends it only when listed.
+            for row in rows:
+                row.pop(".id", None)
         return rows if limit is None else rows[: max(limit, 0)]
 
     async def get(self, path: str) -> Row:
