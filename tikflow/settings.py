@@ -19,7 +19,8 @@ import tomllib
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from ipaddress import ip_address
+from typing import Any, Literal
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import yaml
@@ -94,6 +95,60 @@ class OidcSettings(BaseModel):
     clock_skew_seconds: int = Field(60, ge=0, le=600)
 
 
+Role = Literal["reader", "operator", "approver", "admin"]
+Tier = Literal["read", "plan", "apply", "admin"]
+Environment = Literal["lab", "staging", "prod"]
+
+
+class RateLimitSettings(BaseModel):
+    per_caller_per_minute: int = Field(120, ge=1, description="MCP tool calls and admin API "
+                                       "requests one caller may make per minute")
+    per_device_per_minute: int = Field(60, ge=1, description="Tool calls touching one device per minute")
+
+
+class AuthSettings(BaseModel):
+    """Token checks, claim-to-role mapping, the access matrix, break-glass and rate limits."""
+
+    algorithms: list[str] = Field(
+        default_factory=lambda: ["RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"],
+        description="JWS algorithms accepted on access tokens; asymmetric algorithms only",
+    )
+    role_claims: list[str] = Field(
+        default_factory=lambda: ["groups", "roles", "scope", "scp"],
+        description="Token claims searched for role values; space-separated strings are split",
+    )
+    role_map: dict[Role, list[str]] = Field(
+        default_factory=lambda: {
+            "reader": ["tikflow-reader", "tikflow:read"],
+            "operator": ["tikflow-operator", "tikflow:operate"],
+            "approver": ["tikflow-approver", "tikflow:approve"],
+            "admin": ["tikflow-admin", "tikflow:admin"],
+        },
+        description="Claim values that grant each role",
+    )
+    matrix: dict[Role, dict[Tier, list[Environment]]] = Field(
+        default_factory=dict,
+        description="Overrides of the role x tier -> environments matrix; see `tikflow auth matrix`",
+    )
+    break_glass_enabled: bool = Field(False, description="Accept local break-glass tokens")
+    jwks_refresh_min_seconds: float = Field(
+        30.0, ge=0, description="Minimum seconds between JWKS refetches caused by an unknown key id"
+    )
+    http_timeout_seconds: float = Field(5.0, gt=0, le=60, description="Seconds per IdP request")
+    rate_limits: RateLimitSettings = RateLimitSettings()
+
+    @model_validator(mode="after")
+    def _reject_symmetric_algorithms(self) -> AuthSettings:
+        # HS* would let anyone holding the public JWKS mint tokens; "none" means unsigned.
+        bad = [alg for alg in self.algorithms if alg.lower() == "none" or alg.upper().startswith("HS")]
+        if bad:
+            raise ValueError(f"auth.algorithms contains {', '.join(bad)}; only asymmetric "
+                             "algorithms (RS*, PS*, ES*, EdDSA) are allowed")
+        if not self.algorithms:
+            raise ValueError("auth.algorithms is empty; list at least one, e.g. RS256")
+        return self
+
+
 class PlanSettings(BaseModel):
     require_approval: bool = Field(False, description="Every plan needs an approver first")
     approval_timeout_seconds: int = Field(86400, ge=60, description="Unapproved plans expire")
@@ -128,6 +183,7 @@ class Settings(BaseSettings):
     tunnel: TunnelSettings = TunnelSettings()
     routeros: RouterOSSettings = RouterOSSettings()
     oidc: OidcSettings = OidcSettings()
+    auth: AuthSettings = AuthSettings()
     plans: PlanSettings = PlanSettings()
     logging: LoggingSettings = LoggingSettings()
     updates: UpdateSettings = UpdateSettings()
@@ -143,6 +199,15 @@ class Settings(BaseSettings):
             raise ValueError(
                 "dev_token is only accepted in the lab profile; unset TIKFLOW_DEV_TOKEN "
                 f"or set TIKFLOW_ENV=lab (current profile: {self.env.value})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _reject_dev_token_off_loopback(self) -> Settings:
+        if self.dev_token is not None and not is_loopback_host(self.api.host):
+            raise ValueError(
+                f"dev_token is only accepted when the api binds a loopback address, not "
+                f"{self.api.host}; set TIKFLOW_API__HOST=127.0.0.1 or unset TIKFLOW_DEV_TOKEN"
             )
         return self
 
@@ -170,7 +235,11 @@ SECRET_FIELDS = {"dev_token": ("dev_token",), "master_key": ("master_key",),
                  "database_password": ("database", "password")}
 
 PROFILE_DEFAULTS: dict[Profile, dict[str, Any]] = {
-    Profile.LAB: {"plans": {"require_approval": False}},
+    Profile.LAB: {
+        "plans": {"require_approval": False},
+        "auth": {"break_glass_enabled": True,
+                 "matrix": {"operator": {"apply": ["lab", "staging", "prod"]}}},
+    },
     Profile.STAGING: {"plans": {"require_approval": True}, "logging": {"format": "json"}},
     Profile.PROD: {
         "plans": {"require_approval": True},
@@ -178,6 +247,16 @@ PROFILE_DEFAULTS: dict[Profile, dict[str, Any]] = {
         "routeros": {"max_per_device": 1},
     },
 }
+
+
+def is_loopback_host(host: str) -> bool:
+    """Return True when ``host`` (a name or an address) only reaches this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def selected_profile() -> Profile:
