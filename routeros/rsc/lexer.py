@@ -1,10 +1,11 @@
 """Split export text into logical lines and tokens, decoding RouterOS escapes.
 
 A physical line that ends with an unescaped backslash continues on the next line. The
-backslash and the next line's leading indentation are dropped and nothing is inserted in
-their place: the exporter writes ``key=\\`` to wrap after ``=``, ``value \\`` to wrap
-between tokens (the space before the backslash separates them) and wraps quoted values
-mid-token. A space that must start a continuation line is escaped as ``\\_``.
+backslash and the next line's leading indentation are dropped, and nothing is inserted in
+their place. That covers the three ways the exporter wraps: ``key=\\`` breaks after
+``=``, ``value \\`` breaks between tokens (the space before the backslash separates
+them), and a quoted value may break mid-token. A space that must start a continuation
+line is escaped as ``\\_``.
 """
 
 from __future__ import annotations
@@ -201,12 +202,14 @@ def scan_word(line: LogicalLine, start: int) -> Token:
     in_quote = False
     quote_start = start
     position = start
+
     while position < len(text):
         char = text[position]
         if char == "\\":
             decoded, position = decode_escape(line, position)
             buffer += decoded
             continue
+
         if in_quote:
             if char == '"':
                 in_quote = False
@@ -214,6 +217,7 @@ def scan_word(line: LogicalLine, start: int) -> Token:
                 buffer += encode_literal(line, position)
             position += 1
             continue
+
         if char in WHITESPACE:
             break
         if char == '"':
@@ -226,6 +230,7 @@ def scan_word(line: LogicalLine, start: int) -> Token:
         else:
             buffer += encode_literal(line, position)
         position += 1
+
     if in_quote:
         raise line.error(quote_start, "unterminated quoted value; add the closing '\"'")
     value = buffer.decode("utf-8", "surrogateescape")

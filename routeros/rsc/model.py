@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 class RscSyntaxError(ValueError):
     """An export text that RouterOS would not accept as a script.
 
-    The message names the 1-based line and column of the offending character and says
+    The message names the 1-based line and column of the offending character and states
     what to change, so a person can fix the file without reading the parser.
     """
 
@@ -41,7 +41,7 @@ class RscCommand:
 
     ``path`` is in API form (``/ip/firewall/filter``). ``selector`` is the item selector as
     written (``0``, ``*FFFFFFFE``, ``telnet``, ``[ find default-name=ether1 ]``) and
-    ``selector_filter`` holds the decoded ``key=value`` terms of a ``[ find ... ]`` selector.
+    ``selector_filter`` contains the decoded ``key=value`` terms of a ``[ find ... ]`` selector.
     ``properties`` keeps the written order. A value of None marks a bare flag such as
     ``fib`` or an unset property such as ``!keepalive``. Dotted shorthand keys
     (``.network``) are expanded to their full name (``output.network``). Values that held

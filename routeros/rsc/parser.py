@@ -54,6 +54,7 @@ def parse_export(data: bytes | str) -> ParsedExport:
     commands: list[RscCommand] = []
     errors: list[str] = []
     current_path: str | None = None
+    inline_commands = 0
     for line in iter_logical_lines(text):
         stripped = line.text.strip()
         if not stripped:
@@ -68,11 +69,12 @@ def parse_export(data: bytes | str) -> ParsedExport:
         current_path = path
         if command is not None:
             commands.append(command)
+            inline_commands += stripped.startswith("/")
     return ParsedExport(
         header=parse_header(header_lines),
         commands=commands,
         errors=errors,
-        style=detect_style(commands, text),
+        style=detect_style(commands, inline_commands),
     )
 
 
@@ -229,16 +231,16 @@ def expand_key(line: LogicalLine, token: Token, prefix: str | None) -> str:
     return key
 
 
-def detect_style(commands: list[RscCommand], text: str) -> str:
+def detect_style(commands: list[RscCommand], inline_commands: int) -> str:
     """Guess the export style from how the commands were written.
 
-    NOTE: verbose is recognised by its many ``!name`` unset tokens; a compact export that
-    unsets properties on most of its commands would be reported as verbose.
+    ``inline_commands`` counts commands written on the same line as their menu path.
+    NOTE: verbose is recognised by its many ``!name`` unset tokens. A compact export that
+    unsets properties on a tenth of its commands or more would be reported as verbose.
     """
     if not commands:
         return "compact"
-    inline = sum(1 for line in text.splitlines() if is_terse_line(line))
-    if inline * 2 > len(commands):
+    if inline_commands * 2 > len(commands):
         return "terse"
     unsets = sum(
         1 for command in commands if any(name.startswith("!") for name, _ in command.properties)
@@ -246,10 +248,3 @@ def detect_style(commands: list[RscCommand], text: str) -> str:
     if unsets >= 2 and unsets * 10 >= len(commands):
         return "verbose"
     return "compact"
-
-
-def is_terse_line(line: str) -> bool:
-    """Tell whether a physical line carries a path and a command together."""
-    if not line.startswith("/"):
-        return False
-    return any(word in VERBS for word in line.split(" ")[1:6])

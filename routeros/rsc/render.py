@@ -230,7 +230,7 @@ def command_start(command: RscCommand) -> str:
 class Unit:
     """One property as written: ``name`` is ``key=`` or a bare flag word.
 
-    ``atoms`` holds the value's pieces: the whole text of an unquoted value, or for a
+    ``atoms`` contains the value's pieces: the whole text of an unquoted value, or for a
     quoted value the quotes, characters and escapes, none of which may be split.
     """
 
@@ -270,9 +270,9 @@ class WrappedLine:
     def add_unit(self, unit: Unit) -> None:
         """Append one property, wrapping it the way the RouterOS exporter does.
 
-        A property that does not fit goes whole to the next line when even ``key=\\``
-        does not fit; otherwise the line breaks after ``=`` when the value then fits on
-        a line of its own, and a longer quoted value is split where the line ends.
+        A property that does not fit moves whole to the next line when even ``key=\\``
+        does not fit. Otherwise the line breaks after ``=`` if the value then fits on a
+        line of its own, and a longer quoted value is split where the line ends.
         """
         separator = "" if self.fresh else " "
         if self.fits(len(separator) + len(unit.name) + unit.value_length, reserve=FIT_RESERVE):

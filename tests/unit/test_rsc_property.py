@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from routeros.rsc import RscCommand, parse_export, render_export
+from routeros.rsc import RscCommand, RscSyntaxError, parse_export, render_export
 
 PATHS = ["/ip/firewall/filter", "/system/script", "/interface/wireless/cap"]
 SELECTORS = [None, "0", "*FFFFFFFE", "telnet", "[ find default=yes ]", '[ find name="a b" ]']
@@ -81,3 +81,21 @@ def test_rsc_value_bytes_survive(value: str):
     assert parsed_value.encode("utf-8", "surrogateescape") == value.encode(
         "utf-8", "surrogateescape"
     )
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.one_of(
+        st.binary(max_size=400),
+        st.text(alphabet='/ ipadset=[]"\\\n\r\t#!.*_0F', max_size=300).map(str.encode),
+    )
+)
+def test_rsc_parser_rejects_garbage_cleanly(data: bytes):
+    """Arbitrary bytes either parse or raise RscSyntaxError, never another exception."""
+    try:
+        parsed = parse_export(data)
+    except RscSyntaxError as error:
+        assert error.line >= 1
+        assert error.column >= 1
+    else:
+        assert all(command.path.startswith("/") for command in parsed.commands)
