@@ -70,6 +70,8 @@ class Credential(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     generation: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # pending (stored, not yet proven), active, retired, or failed (never worked).
+    state: Mapped[str] = mapped_column(String(16), default="active", server_default="active")
 
 
 class Plan(Base):
@@ -149,3 +151,24 @@ class Snapshot(Base):
     tables: Mapped[dict[str, Any]] = mapped_column(default=dict)
     export_text: Mapped[str | None] = mapped_column(Text, default=None)
     sha256: Mapped[str] = mapped_column(String(64))
+
+
+class EnrolmentToken(Base):
+    """A one-time token that lets a bootstrap script register one device; only its hash is kept."""
+
+    __tablename__ = "enrolment_tokens"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(64))
+    environment: Mapped[str] = mapped_column(String(16))
+    transport: Mapped[str] = mapped_column(String(16))
+    address: Mapped[str | None] = mapped_column(String(255), default=None)
+    port: Mapped[int | None] = mapped_column(Integer, default=None)
+    tags: Mapped[list[Any]] = mapped_column(default=list)
+    capabilities: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_by: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    used_at: Mapped[datetime | None] = mapped_column(default=None)
+    device_id: Mapped[str | None] = mapped_column(String(32), default=None)
