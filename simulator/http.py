@@ -86,13 +86,17 @@ class HttpServer:
         if self._server is None:
             return
         self._server.close()
-        for task in list(self._connections):
-            task.cancel()
+        self.drop_connections()
         with contextlib.suppress(Exception):
             await asyncio.gather(*self._connections, return_exceptions=True)
         with contextlib.suppress(Exception):
             await self._server.wait_closed()
         self._server = None
+
+    def drop_connections(self) -> None:
+        """Close every open connection (keep-alive ones included), as a device reboot does."""
+        for task in list(self._connections):
+            task.cancel()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()

@@ -99,11 +99,13 @@ class RestServer:
         return self._http.port
 
     async def start(self) -> None:
-        """Start listening."""
+        """Start listening; a reboot of the device drops open connections."""
         await self._http.start()
+        self._state.add_reboot_listener(self._http.drop_connections)
 
     async def stop(self) -> None:
         """Stop listening and drop open connections."""
+        self._state.remove_reboot_listener(self._http.drop_connections)
         await self._http.stop()
 
     async def handle(self, request: HttpRequest) -> HttpResponse:

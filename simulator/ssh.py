@@ -19,7 +19,6 @@ import contextlib
 import functools
 import logging
 import re
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import asyncssh
@@ -148,36 +147,41 @@ class SshServer:
 
     async def start(self) -> None:
         """Start listening."""
-        options = asyncssh.SSHServerConnectionOptions(
-            server_host_keys=[host_key(self.host_key_algorithm)],
-            server_version="ROSSSH",
-            line_editor=False,
-            allow_pty=True,
-            login_timeout=30,
-        )
-        if self.host_key_algorithm == "ssh-rsa" and not self._state.version_at_least(7):
-            # RouterOS 6 signs only with SHA-1 `ssh-rsa`; clients must enable it explicitly.
-            options.server_host_keys = OrderedDict(
-                (alg, key) for alg, key in options.server_host_keys.items() if alg == b"ssh-rsa"
-            )
         self._server = await asyncssh.create_server(
             self._new_connection,
             self._host,
             self._port,
-            options=options,
+            server_host_keys=[self._host_keypair()],
+            server_version="ROSSSH",
+            line_editor=False,
+            allow_pty=True,
+            login_timeout=30,
             process_factory=self._run_process,
             encoding=None,
         )
+        self._state.add_reboot_listener(self.drop_connections)
 
     async def stop(self) -> None:
         """Stop listening and close open sessions."""
         if self._server is None:
             return
+        self._state.remove_reboot_listener(self.drop_connections)
         self._server.close()
-        for connection in list(self._connections):
-            connection.close()
+        self.drop_connections()
         await self._server.wait_closed()
         self._server = None
+
+    def drop_connections(self) -> None:
+        """Close every open session, as a reboot does."""
+        for connection in list(self._connections):
+            connection.close()
+
+    def _host_keypair(self) -> asyncssh.SSHKeyPair:
+        keypair = asyncssh.load_keypairs([host_key(self.host_key_algorithm)])[0]
+        if self.host_key_algorithm == "ssh-rsa" and not self._state.version_at_least(7):
+            # RouterOS 6 signs only with SHA-1 `ssh-rsa`, so clients must enable it explicitly.
+            keypair.host_key_algorithms = (b"ssh-rsa",)
+        return keypair
 
     def _new_connection(self) -> asyncssh.SSHServer:
         return _DeviceSshServer(self)
