@@ -187,9 +187,16 @@ def check_property_name(key: str, value: str | None) -> None:
 
 
 def render_selector(command: RscCommand) -> str | None:
-    """Return the item selector as written, building ``[ find ... ]`` from a filter."""
-    if command.selector is not None:
-        return command.selector
+    """Return the item selector as written, building ``[ find ... ]`` from a filter.
+
+    A selector that is neither a ``[ ... ]`` expression nor already quoted is quoted
+    when it needs it, so that an item name with a space stays one token.
+    """
+    selector = command.selector
+    if selector is not None:
+        if selector.startswith(("[", '"')) or not needs_quotes(selector):
+            return selector
+        return "".join(quoted_atoms(selector))
     if command.selector_filter is None:
         return None
     terms = []

@@ -64,6 +64,21 @@ def test_rsc_render_selector_and_flags():
     ]
 
 
+def test_rsc_render_quotes_plain_selector_with_space():
+    """A plain item name with a space is quoted so that it stays one selector."""
+    command = RscCommand(
+        "/interface/bridge", "set", "main infrastructure", properties=[("mtu", "1500")]
+    )
+
+    rendered = render_body(command)[1]
+
+    assert rendered == 'set "main infrastructure" mtu=1500'
+    assert (
+        parse_export("/interface bridge\n" + rendered).commands[0].selector
+        == '"main infrastructure"'
+    )
+
+
 def test_rsc_render_selector_from_filter():
     """A command with only a filter gets a '[ find ... ]' selector."""
     command = RscCommand(
