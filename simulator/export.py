@@ -13,7 +13,7 @@ from routeros import rsc
 from routeros.rsc import render as rsc_render
 from routeros.rsc import RscCommand
 from simulator import schema as schemas
-from simulator.state import DeviceState, Item
+from simulator.state import DeviceState, Item, Table
 
 # Menus that RouterOS never exports: users carry passwords, files are not configuration.
 NOT_EXPORTED = frozenset({"/user", "/file", "/system/history"})
@@ -30,7 +30,7 @@ def render_export(
 ) -> str:
     """Return the export text of ``state``, optionally only the menu ``menu`` and below."""
     sections: list[tuple[str, list[RscCommand]]] = []
-    for path, table in state.tables.items():
+    for path, table in _ordered_tables(state):
         if path in NOT_EXPORTED or (menu is not None and not (path == menu or path.startswith(menu + "/"))):
             continue
         commands = list(_table_commands(state, path, table.singleton, show_sensitive))
@@ -39,6 +39,13 @@ def render_export(
     return rsc.render_export(
         sections, style="terse" if terse else "compact", header=_header(state), version=state.version
     )
+
+
+def _ordered_tables(state: DeviceState) -> list[tuple[str, Table]]:
+    """Order menus as the loaded export did; menus it never named follow in creation order."""
+    rank = {path: index for index, path in enumerate(state.menu_order)}
+    tables = list(state.tables.items())
+    return sorted(tables, key=lambda pair: rank.get(pair[0], len(rank)))
 
 
 def _header(state: DeviceState) -> rsc.ExportHeader:

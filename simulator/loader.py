@@ -30,7 +30,11 @@ class LoadReport:
 def apply_export(state: DeviceState, commands: Iterable[Any]) -> LoadReport:
     """Apply ``add``/``set``/``remove`` commands of an export to ``state`` in order."""
     report = LoadReport()
+    seen = set(state.menu_order)
     for command in commands:
+        if command.path not in seen:
+            seen.add(command.path)
+            state.menu_order.append(command.path)
         try:
             applied = _apply_command(state, command)
         except (KeyError, ValueError, IndexError) as error:

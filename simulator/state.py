@@ -163,6 +163,7 @@ class DeviceState:
     blobs: dict[str, FileBlob] = field(default_factory=dict)
     export_properties: dict[str, set[str]] = field(default_factory=dict)
     builtins: dict[str, dict[str, Item]] = field(default_factory=dict)
+    menu_order: list[str] = field(default_factory=list)
     next_number: int = 1
     boot_time: float = field(default_factory=time.time)
     header: Any = None
@@ -228,6 +229,7 @@ class DeviceState:
             blobs=dict(self.blobs),
             export_properties=self.export_properties,
             builtins=self.builtins,
+            menu_order=self.menu_order,
             next_number=self.next_number,
             header=self.header,
         )
@@ -249,6 +251,7 @@ class DeviceState:
         self.blobs = dict(template.blobs)
         self.export_properties = template.export_properties
         self.builtins = template.builtins
+        self.menu_order = template.menu_order
         self.next_number = template.next_number
         self.header = template.header
 
@@ -432,6 +435,7 @@ class DeviceState:
             blobs=copy.copy(self.blobs),
             export_properties={k: set(v) for k, v in self.export_properties.items()},
             builtins=self.builtins,
+            menu_order=self.menu_order,
             next_number=self.next_number,
             header=self.header,
         )
