@@ -58,12 +58,14 @@ def load(name: str) -> ParsedExport | None:
     return parse_export(path.read_bytes()) if path.is_file() else None
 
 
-def find(parsed: ParsedExport, path: str, **wanted: str) -> RscCommand:
-    """Return the first command under ``path`` whose properties include ``wanted``."""
+def find(parsed: ParsedExport, path: str, **expected: str) -> RscCommand:
+    """Return the first command under ``path`` whose properties include ``expected``."""
     for command in parsed.commands:
-        if command.path == path and all(command.get(key) == value for key, value in wanted.items()):
+        if command.path == path and all(
+            command.get(key) == value for key, value in expected.items()
+        ):
             return command
-    raise AssertionError(f"no command under {path} with {wanted}")
+    raise AssertionError(f"no command under {path} with {expected}")
 
 
 def comparable(commands: list[RscCommand]) -> list[tuple]:

@@ -228,7 +228,7 @@ def test_rsc_render_splits_long_quoted_value():
     ]
 
 
-def test_rsc_render_quotes_unquoted_value_too_long_for_a_line():
+def test_rsc_render_quotes_overlong_unquoted_value():
     """An unquoted value longer than a line is quoted in compact style so it can split."""
     value = ",".join(f"mcs-{index}" for index in range(24))
     command = RscCommand(
