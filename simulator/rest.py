@@ -23,7 +23,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import logging
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote
@@ -33,7 +35,7 @@ from simulator import schema as schemas
 from simulator.console import Console
 from simulator.executor import Result, Session, execute
 from simulator.http import HttpRequest, HttpResponse, HttpServer
-from simulator.https_cert import server_ssl_context
+from simulator.tls import make_self_signed
 from simulator.state import DeviceState
 
 logger = logging.getLogger(__name__)
@@ -69,7 +71,12 @@ class RestOptions:
 
 
 class RestServer:
-    """Serve the REST API (and a WebFig stub at ``/``) of one device on one port."""
+    """Serve the REST API (and a WebFig stub at ``/``) of one device on one port.
+
+    ``tls`` is ``False`` for plain HTTP, an ``ssl.SSLContext`` to present a given certificate
+    (a fleet shares one with API-SSL), or ``True`` for a self-signed certificate made once
+    per process.
+    """
 
     def __init__(
         self,
@@ -78,20 +85,19 @@ class RestServer:
         faults: object | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
-        tls: bool = False,
+        tls: bool | ssl.SSLContext = False,
         options: RestOptions | None = None,
     ) -> None:
         self._state = state
         self._faults = faults
         self._jobs = 0
-        self._tls = tls
+        self._tls = tls is not False
         self._options = options or RestOptions()
-        self._http = HttpServer(
-            self.handle,
-            host=host,
-            port=port,
-            ssl_context=server_ssl_context() if tls else None,
-        )
+        if isinstance(tls, ssl.SSLContext):
+            context: ssl.SSLContext | None = tls
+        else:
+            context = _shared_ssl_context() if tls else None
+        self._http = HttpServer(self.handle, host=host, port=port, ssl_context=context)
 
     @property
     def port(self) -> int:
@@ -349,6 +355,12 @@ class RestServer:
 
     def _fault_hook(self) -> object | None:
         return self._faults if hasattr(self._faults, "trap_for") else None
+
+
+@functools.cache
+def _shared_ssl_context() -> ssl.SSLContext:
+    """Return one self-signed server context per process for servers given ``tls=True``."""
+    return make_self_signed().server_context()
 
 
 def _split_item(path: str) -> tuple[str, str]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import ssl
 from collections.abc import AsyncIterator
 
 import httpx
@@ -12,6 +14,7 @@ import pytest
 from simulator.faults import Faults
 from simulator.rest import RestOptions, RestServer
 from simulator.state import DeviceState
+from simulator.tls import make_self_signed
 
 PASSWORD = "lab-secret"
 TIMEOUT = 10.0
@@ -396,3 +399,24 @@ async def test_rest_keep_alive_serves_many_requests(client: httpx.AsyncClient) -
     statuses = [(await client.get("/system/identity")).status_code for _ in range(5)]
 
     assert statuses == [200] * 5
+
+
+async def test_rest_https_presents_given_certificate(device: DeviceState) -> None:
+    """An SSL context passed in (a fleet's shared certificate) is what HTTPS clients see."""
+    material = make_self_signed()
+    server = RestServer(device, tls=material.server_context())
+    await server.start()
+    try:
+        client_context = ssl.create_default_context()
+        client_context.check_hostname = False
+        client_context.verify_mode = ssl.CERT_NONE
+        _, writer = await asyncio.wait_for(
+            asyncio.open_connection("127.0.0.1", server.port, ssl=client_context), TIMEOUT
+        )
+        certificate = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+        writer.close()
+        await writer.wait_closed()
+    finally:
+        await server.stop()
+
+    assert hashlib.sha256(certificate).hexdigest() == material.fingerprint
