@@ -32,6 +32,7 @@ QUOTED_ESCAPES = {
     ord("\t"): "\\t",
 }
 STYLES = ("compact", "terse")
+LINE_ENDINGS = ("\n", "\r\n")
 VERSION_NUMBER = re.compile(r"^(\d+)\.(\d+)")
 # RouterOS 7.10rc1 switched the header date from "jun/07/2023 23:47:16" to ISO form.
 ISO_DATE_SINCE = (7, 10)
@@ -48,14 +49,17 @@ def render_export(
     """Render ``sections`` as the text RouterOS ``/export`` would write.
 
     Each section is an API path (``/ip/firewall/filter``) and the commands written under
-    it; a command's own ``path`` is not consulted. ``style`` is ``"compact"`` (menu
+    it. A command's own ``path`` is not consulted. ``style`` is ``"compact"`` (menu
     header lines, wrapped at 79 columns) or ``"terse"`` (the menu path on every line).
-    Header fields that are None fall back to ``version`` and the current UTC time.
-    Raises ValueError for an unknown style, an invalid path or property name, or a
-    value that cannot be encoded.
+    A header without a version uses ``version``, and one without a date uses the
+    current UTC time. ``line_ending`` is ``"\\n"`` or ``"\\r\\n"``. Raises ValueError
+    for an unknown style or line ending, an invalid path, verb, property name or header
+    field, or a value that cannot be encoded.
     """
     if style not in STYLES:
         raise ValueError(f"unknown export style {style!r}; use 'compact' or 'terse'")
+    if line_ending not in LINE_ENDINGS:
+        raise ValueError(f"invalid line ending {line_ending!r}; use '\\n' or '\\r\\n'")
     lines = render_header(header or ExportHeader(), version)
     for path, commands in sections:
         menu = menu_words(path)
@@ -81,6 +85,10 @@ def sections_from_commands(commands: Iterable[RscCommand]) -> list[tuple[str, li
 
 def render_header(header: ExportHeader, version: str) -> list[str]:
     """Render the comment block above the first command."""
+    fields = {**vars(header), "version argument": version}
+    for name, value in fields.items():
+        if value is not None and ("\n" in value or "\r" in value):
+            raise ValueError(f"header field {name} contains a line break; remove it: {value!r}")
     version = header.version or version
     date = header.date or format_export_date(datetime.now(UTC), version)
     lines = [f"# {date} by RouterOS {version}"]

@@ -396,3 +396,17 @@ def test_rsc_render_rejects_unknown_style():
     """An unknown style raises ValueError naming the valid ones."""
     with pytest.raises(ValueError, match="'compact' or 'terse'"):
         render_export([], style="verbose")
+
+
+def test_rsc_render_rejects_unknown_line_ending():
+    """A line ending other than LF or CRLF raises ValueError."""
+    with pytest.raises(ValueError, match="invalid line ending"):
+        render_export([], line_ending="\r")
+
+
+def test_rsc_render_rejects_line_break_in_header():
+    """A header field with a line break raises instead of injecting a command line."""
+    with pytest.raises(ValueError, match="header field model"):
+        render_export([], header=ExportHeader(model="x\n/system reset-configuration"))
+    with pytest.raises(ValueError, match="version argument"):
+        render_export([], version="7.19\n/ip dns set servers=1.1.1.1")
