@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from tikflow import simulate_cmd
 from tikflow.commands import config, core, version_cmds
 
 app = typer.Typer(
@@ -13,6 +14,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 core.register(app)
+simulate_cmd.register(app)
 app.add_typer(config.app, name="config")
 version_cmds.register(app)
 
