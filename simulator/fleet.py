@@ -57,7 +57,9 @@ def load_template(
     state.passwords[ADMIN_USER] = admin_password
     groups = state.table("/user/group")
     if groups is None or groups.find(SERVICE_GROUP) is None:
-        state.create_item("/user/group", {"name": SERVICE_GROUP, "policy": SERVICE_POLICY})
+        group = state.create_item("/user/group", {"name": SERVICE_GROUP, "policy": SERVICE_POLICY})
+        # Part of the simulated factory state, so exports and diffs never list it.
+        state.mark_builtin("/user/group", group)
     users = state.table("/user")
     if users is None or users.find(SERVICE_USER) is None:
         state.add_user(SERVICE_USER, SERVICE_GROUP, service_password)
