@@ -5,7 +5,11 @@ backslash and the next line's leading indentation are dropped, and nothing is in
 their place. That covers the three ways the exporter wraps: ``key=\\`` breaks after
 ``=``, ``value \\`` breaks between tokens (the space before the backslash separates
 them), and a quoted value may break mid-token. A space that must start a continuation
-line is escaped as ``\\_``.
+line is escaped as ``\\_``. Spaces or tabs after the continuation backslash are ignored.
+
+NOTE: the RouterOS 2.9 manual says a continuation outside quotes counts as one space,
+but exports write ``ntp-server=\\`` with the value on the next line, which only reads
+right when the join adds nothing. This parser follows the exports.
 """
 
 from __future__ import annotations
@@ -90,10 +94,15 @@ def split_physical_lines(text: str) -> list[str]:
     return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
-def ends_with_continuation(line: str) -> bool:
-    """Tell whether ``line`` ends with a backslash that is not itself escaped."""
-    count = len(line) - len(line.rstrip("\\"))
-    return count % 2 == 1
+def continuation_prefix(line: str) -> str | None:
+    """Return ``line`` without its continuation backslash, or None if it has none.
+
+    The backslash counts only when it is not itself escaped, and spaces or tabs after it
+    are dropped with it.
+    """
+    trimmed = line.rstrip(WHITESPACE)
+    count = len(trimmed) - len(trimmed.rstrip("\\"))
+    return trimmed[:-1] if count % 2 == 1 else None
 
 
 def iter_logical_lines(text: str) -> Iterator[LogicalLine]:
@@ -113,15 +122,15 @@ def iter_logical_lines(text: str) -> Iterator[LogicalLine]:
             yield LogicalLine(current, tuple(segments))
             continue
         length = len(current)
-        while ends_with_continuation(parts[-1]):
-            parts[-1] = parts[-1][:-1]
-            length -= 1
+        while (prefix := continuation_prefix(parts[-1])) is not None:
+            length -= len(parts[-1]) - len(prefix)
+            parts[-1] = prefix
             if index >= len(physical):
                 raise RscSyntaxError(
                     "continuation backslash at end of file; remove the trailing '\\' "
                     "or add the line it continues to",
                     line=index,
-                    column=len(physical[index - 1]),
+                    column=len(physical[index - 1].rstrip(WHITESPACE)),
                 )
             following = physical[index]
             stripped = following.lstrip(WHITESPACE)

@@ -64,6 +64,13 @@ def test_rsc_continuation_between_tokens():
     assert command.line == 2
 
 
+def test_rsc_continuation_with_trailing_spaces():
+    """Spaces after a continuation backslash are ignored, as in hand-edited files."""
+    command = only_command("/ip dns\nset allow-remote-requests=yes \\  \n    servers=1.1.1.1\n")
+
+    assert command.properties == [("allow-remote-requests", "yes"), ("servers", "1.1.1.1")]
+
+
 def test_rsc_continuation_after_equals():
     """A wrap right after '=' continues the value on the next line."""
     command = only_command(
