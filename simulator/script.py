@@ -18,6 +18,7 @@ VERBS = frozenset(
         "print", "export", "reset-configuration", "reboot", "move", "comment",
     }
 )
+SELECTING_VERBS = frozenset({"set", "remove", "enable", "disable", "unset"})
 _SIMPLE_ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "r": "\r", "t": "\t", "$": "$", "?": "?", "_": " ",
                    "a": "\a", "b": "\b", "f": "\f", "v": "\v"}
 _HEX = re.compile(r"[0-9A-Fa-f]{2}")
@@ -73,13 +74,19 @@ def _command(path: str, tokens: list[str], number: int) -> ScriptCommand:
     if verb not in VERBS:
         raise ScriptSyntaxError(f"bad command name {verb}", number)
     command = ScriptCommand(path=path.rstrip("/") or "/", verb=verb, line=number)
-    if tokens and "=" not in tokens[0] and not tokens[0].startswith("!") and verb in ("set", "remove", "enable", "disable", "unset"):
+    if tokens and verb in SELECTING_VERBS and _is_selector(tokens[0]):
         command.selector = tokens.pop(0)
         command.selector_filter = _find_filter(command.selector)
     for token in tokens:
         name, has_value, value = token.partition("=")
         command.properties.append((name, unquote(value) if has_value else None))
     return command
+
+
+def _is_selector(token: str) -> bool:
+    if token.startswith("["):
+        return True
+    return "=" not in token and not token.startswith("!")
 
 
 def _find_filter(selector: str) -> dict[str, str] | None:

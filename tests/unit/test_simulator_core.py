@@ -1,0 +1,290 @@
+"""Simulator state, query machine, executor and script runner, without any network."""
+
+from __future__ import annotations
+
+import pytest
+
+from simulator.executor import Result, Session, execute
+from simulator.faults import Faults
+from simulator.query import QueryError, compile_query, matches
+from simulator.script import ScriptSyntaxError, parse_script, unquote
+from simulator.scripting import ScriptFailure, parse_duration, run_script_text
+from simulator.state import DeviceState, format_id, parse_id, split_version
+
+
+@pytest.fixture
+def state() -> DeviceState:
+    return DeviceState.factory("7.19", admin_password="secret")
+
+
+@pytest.fixture
+def admin(state: DeviceState) -> Session:
+    user = state.authenticate("admin", "secret")
+    assert user is not None
+    return Session(state=state, user=user)
+
+
+def _ok(result: Result) -> Result:
+    assert result.traps == [], result.traps
+    return result
+
+
+# -- ids, versions, users --------------------------------------------------------------
+
+
+def test_state_ids_are_uppercase_hex() -> None:
+    """Item ids are ``*`` plus uppercase hex, and parse back to their number."""
+    assert format_id(0xFFFFFFFE) == "*FFFFFFFE"
+    assert parse_id("*1A") == 26
+    assert parse_id("ether1") is None
+    assert parse_id("*xyz") is None
+
+
+def test_state_versions_compare_numerically() -> None:
+    """``7.9`` is older than ``7.18``; suffixes such as ``rc2`` are ignored."""
+    assert split_version("7.19rc2") == (7, 19)
+    assert split_version("7.9") < split_version("7.18")
+    assert split_version("6.49.10") == (6, 49, 10)
+
+
+def test_state_authenticate_checks_password(state: DeviceState) -> None:
+    """Only the right password authenticates, and the user gets its group's policies."""
+    assert state.authenticate("admin", "wrong") is None
+    assert state.authenticate("nobody", "secret") is None
+    user = state.authenticate("admin", "secret")
+    assert user is not None
+    assert {"api", "write", "policy"} <= user.policies
+
+
+def test_state_clone_copies_on_write(state: DeviceState) -> None:
+    """A clone shares tables until one side writes, then only that side changes."""
+    twin = state.clone()
+    assert twin.tables["/interface/ethernet"] is state.tables["/interface/ethernet"]
+    twin.update_item("/interface/ethernet", "*1", {"comment": "twin only"})
+    assert twin.tables["/interface/ethernet"] is not state.tables["/interface/ethernet"]
+    assert "comment" not in state.tables["/interface/ethernet"].items[0]
+    state.update_item("/interface/ethernet", "*2", {"comment": "original only"})
+    assert "comment" not in twin.tables["/interface/ethernet"].items[1]
+
+
+def test_state_reset_from_template(state: DeviceState) -> None:
+    """reset_from() brings back the template's configuration in the same object."""
+    template = state.clone()
+    state.create_item("/ip/pool", {"name": "extra", "ranges": "10.0.0.2-10.0.0.9"})
+    state.reset_from(template)
+    pools = state.table("/ip/pool")
+    assert pools is None or pools.items == []
+
+
+# -- query stack machine -----------------------------------------------------------------
+
+
+ITEM = {".id": "*1", "name": "ether1", "type": "ether", "mtu": "1500", "comment": ""}
+
+
+@pytest.mark.parametrize(
+    ("words", "expected"),
+    [
+        (["?name"], True),
+        (["?-name"], False),
+        (["?-slave"], True),
+        (["?=type=ether"], True),
+        (["?type=vlan"], False),
+        (["?<mtu=9000"], True),
+        (["?>mtu=9000"], False),
+        (["?>comment="], False),
+        (["?type=vlan", "?type=ether", "?#|"], True),
+        (["?type=vlan", "?type=ether", "?#&"], False),
+        (["?=type=ether", "?#!"], False),
+        (["?type=vlan", "?#!"], True),
+        (["?type=vlan", "?name=ether1", "?#1"], False),
+        (["?type=vlan", "?name=ether1", "?#0"], True),
+        (["?name=ether1", "?#.!|"], True),
+        (["?-slave", "?=disabled=no", "?=type=bridge", "?=type=ether", "?=type=vlan", "?#|", "?#|", "?#&", "?#&"], False),
+    ],
+)
+def test_query_stack_machine(words: list[str], expected: bool) -> None:
+    """Query words evaluate like the RouterOS API stack machine."""
+    assert matches(ITEM, compile_query(words)) is expected
+
+
+def test_query_multi_clause_with_disabled() -> None:
+    """The documented multi-clause query accepts an enabled ethernet item."""
+    item = {**ITEM, "disabled": "false"}
+    words = ["?-slave", "?=disabled=no", "?=type=bridge", "?=type=ether", "?=type=vlan", "?#|", "?#|", "?#&", "?#&"]
+    assert matches(item, words) is True
+
+
+def test_query_rejects_unknown_operation() -> None:
+    """An unknown ``?#`` operation is an error, not a silent match."""
+    with pytest.raises(QueryError, match="unknown query operation"):
+        compile_query(["?#x"])
+
+
+# -- executor ------------------------------------------------------------------------------
+
+
+def test_executor_add_normalizes_values(admin: Session) -> None:
+    """Booleans are stored true/false and an address without prefix gets /32."""
+    new_id = _ok(execute(admin, "/ip/address/add", {"address": "192.0.2.1", "interface": "ether1",
+                                                     "disabled": "yes"})).done["ret"]
+    row = _ok(execute(admin, "/ip/address/print", {}, [f"?.id={new_id}"])).rows[0]
+    assert row["address"] == "192.0.2.1/32"
+    assert row["disabled"] == "true"
+    assert row["network"] == "192.0.2.1"
+    assert row["actual-interface"] == "ether1"
+
+
+def test_executor_rejects_invalid_values(admin: Session) -> None:
+    """Malformed addresses, ports and booleans get ``invalid value for argument``."""
+    cases = [
+        ("/ip/address/add", {"address": "300.1.1.1/24", "interface": "ether1"}, "address"),
+        ("/ip/firewall/filter/add", {"chain": "input", "dst-port": "99999"}, "dst-port"),
+        ("/ip/firewall/filter/add", {"chain": "input", "disabled": "maybe"}, "disabled"),
+    ]
+    for command, attrs, name in cases:
+        result = execute(admin, command, attrs)
+        assert result.traps[0].message == f"invalid value for argument {name}"
+        assert result.traps[0].category == 1
+
+
+def test_executor_rejects_read_only_property(admin: Session) -> None:
+    """Computed properties such as ``dynamic`` cannot be written."""
+    result = execute(admin, "/ip/route/add", {"dst-address": "0.0.0.0/0", "gateway": "192.0.2.1", "dynamic": "yes"})
+    assert result.traps[0].message == "unknown parameter dynamic"
+
+
+def test_executor_required_property_missing(admin: Session) -> None:
+    """add without a required property fails with an argument category trap."""
+    result = execute(admin, "/ip/address/add", {"address": "192.0.2.5/24"})
+    assert result.traps[0].category == 1
+    assert "interface" in result.traps[0].message
+
+
+def test_executor_print_proplist_matching_nothing(admin: Session) -> None:
+    """A .proplist that names nothing present gives one empty row per item."""
+    rows = _ok(execute(admin, "/ip/service/print", {".proplist": "comment"})).rows
+    assert rows == [{}] * 8
+
+
+def test_executor_export_returns_nothing(admin: Session) -> None:
+    """/export without file= answers with nothing, as RouterOS does over the API."""
+    result = _ok(execute(admin, "/export", {}))
+    assert result.rows == []
+    assert result.done == {}
+
+
+def test_executor_file_add_existing_fails(admin: Session) -> None:
+    """/file/add on an existing name fails with ``failure: file already exists``."""
+    _ok(execute(admin, "/file/add", {"name": "notes.txt", "contents": "a"}))
+    result = execute(admin, "/file/add", {"name": "notes.txt", "contents": "b"})
+    assert result.traps[0].message == "failure: file already exists"
+
+
+def test_executor_file_read_chunks(admin: Session) -> None:
+    """/file/read returns the requested byte range, raw bytes included."""
+    contents = "ab\udcffcd"
+    _ok(execute(admin, "/file/add", {"name": "raw.bin", "contents": contents}))
+    first = _ok(execute(admin, "/file/read", {"file": "raw.bin", "offset": "0", "chunk-size": "3"})).rows
+    rest = _ok(execute(admin, "/file/read", {"file": "raw.bin", "offset": "3", "chunk-size": "3"})).rows
+    assert first[0]["data"] + rest[0]["data"] == contents
+
+
+def test_executor_file_read_needs_7_13() -> None:
+    """RouterOS 6 has no /file/read command."""
+    state = DeviceState.factory("6.49", admin_password="pw")
+    user = state.authenticate("admin", "pw")
+    assert user is not None
+    result = execute(Session(state=state, user=user), "/file/read", {"file": "x"})
+    assert result.traps[1].message == "no such command prefix"
+
+
+def test_executor_import_dry_run_needs_7_16() -> None:
+    """dry-run is an unknown parameter before RouterOS 7.16."""
+    state = DeviceState.factory("7.15", admin_password="pw")
+    user = state.authenticate("admin", "pw")
+    assert user is not None
+    result = execute(Session(state=state, user=user), "/import", {"file-name": "x.rsc", "dry-run": "", "verbose": "yes"})
+    assert result.traps[0].message == "unknown parameter dry-run"
+
+
+def test_executor_show_sensitive_rejected_on_v6() -> None:
+    """show-sensitive does not exist on RouterOS 6."""
+    state = DeviceState.factory("6.49", admin_password="pw")
+    user = state.authenticate("admin", "pw")
+    assert user is not None
+    result = execute(Session(state=state, user=user), "/export", {"file": "x", "show-sensitive": ""})
+    assert result.traps[0].message == "unknown parameter show-sensitive"
+
+
+def test_executor_fault_trap_only_nth(admin: Session) -> None:
+    """A fault rule with ``nth`` traps only that call."""
+    faults = Faults()
+    faults.trap_on("/system/identity/set", "failure: injected", nth=2)
+    session = Session(state=admin.state, user=admin.user, faults=faults)
+    assert execute(session, "/system/identity/set", {"name": "a"}).traps == []
+    assert execute(session, "/system/identity/set", {"name": "b"}).traps[0].message == "failure: injected"
+    assert execute(session, "/system/identity/set", {"name": "c"}).traps == []
+
+
+def test_faults_apply_rejects_unknown_key() -> None:
+    """Fault JSON with an unknown key fails and names it."""
+    with pytest.raises(ValueError, match="unknown fault 'slow'"):
+        Faults().apply({"slow": True})
+    with pytest.raises(ValueError, match="must be an API path"):
+        Faults().trap_on("ip/address/add", "x")
+
+
+# -- scripts ----------------------------------------------------------------------------
+
+
+def test_script_parses_menus_and_full_commands() -> None:
+    """Menu lines, relative and full commands, selectors and quoting are read."""
+    commands = parse_script(
+        '/ip address\nadd address=192.0.2.1/24 interface=ether1 comment="two words"\n'
+        "/system backup load name=\"rollback\" password=\"\"\n"
+        "/interface ethernet set [ find default-name=ether2 ] disabled=yes\n"
+        "/routing table add fib name=lab\n"
+    )
+    assert [(c.path, c.verb) for c in commands] == [
+        ("/ip/address", "add"),
+        ("/system/backup", "load"),
+        ("/interface/ethernet", "set"),
+        ("/routing/table", "add"),
+    ]
+    assert ("comment", "two words") in commands[0].properties
+    assert commands[1].properties == [("name", "rollback"), ("password", "")]
+    assert commands[2].selector_filter == {"default-name": "ether2"}
+    assert ("fib", None) in commands[3].properties
+
+
+def test_script_unquote_escapes() -> None:
+    """Quoted values decode RouterOS escapes, including ``\\HH`` bytes."""
+    assert unquote('"a\\"b\\$c\\_d"') == 'a"b$c d'
+    assert unquote('"\\D0\\9F"') == "П"
+    assert unquote('"\\FF"').encode("utf-8", "surrogateescape") == b"\xff"
+
+
+def test_script_unterminated_quote_fails() -> None:
+    """A quote left open is a syntax error naming the line."""
+    with pytest.raises(ScriptSyntaxError, match="line 2"):
+        parse_script('/ip address\nadd comment="open\n')
+
+
+def test_script_run_stops_at_failing_line(admin: Session) -> None:
+    """The runner applies lines in order and stops at the first failing one."""
+    text = "/ip pool\nadd name=p1 ranges=10.0.0.2-10.0.0.9\nadd name=p1 ranges=10.0.1.2-10.0.1.9\nadd name=p3\n"
+    with pytest.raises(ScriptFailure, match="line 3"):
+        run_script_text(admin, text)
+    pools = admin.state.table("/ip/pool")
+    assert pools is not None
+    assert [item["name"] for item in pools.items] == ["p1"]
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30s", 30.0), ("1w2d3h4m5s", 788645.0), ("100ms", 0.1), ("00:01:30", 90.0), ("45", 45.0), ("soon", None)],
+)
+def test_script_durations(text: str, seconds: float | None) -> None:
+    """RouterOS durations parse to seconds; unknown words do not."""
+    assert parse_duration(text) == (pytest.approx(seconds) if seconds is not None else None)
