@@ -7,7 +7,7 @@ their place. That covers the three ways the exporter wraps: ``key=\\`` breaks af
 them), and a quoted value may break mid-token. A space that must start a continuation
 line is escaped as ``\\_``. Spaces or tabs after the continuation backslash are ignored.
 
-NOTE: the RouterOS 2.9 manual says a continuation outside quotes counts as one space,
+NOTE: older RouterOS documentation treats a continuation outside quotes as one space,
 but exports write ``ntp-server=\\`` with the value on the next line, which only reads
 right when the join adds nothing. This parser follows the exports.
 """
@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 from routeros.rsc.model import RscSyntaxError
 
-# Escapes with a fixed meaning, from the RouterOS scripting manual's escape table.
-# NOTE: the scripting manual maps "\f" to 0xFF while the v2.9 manual says form feed
-# (0x0C). The parser follows the current manual; the renderer never writes "\f".
+# Escapes with a fixed meaning in RouterOS scripts.
+# NOTE: sources disagree on "\f" (0xFF or form feed 0x0C), and no device was checked.
+# The parser reads 0xFF, and the renderer never writes "\f".
 SIMPLE_ESCAPES: dict[str, bytes] = {
     '"': b'"',
     "\\": b"\\",

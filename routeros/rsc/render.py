@@ -11,7 +11,7 @@ from routeros.rsc.model import ExportHeader, RscCommand
 from routeros.rsc.parser import CREATING_VERBS, MENU_WORD, PROPERTY_NAME, VERB_WORD
 
 # Compact exports keep every physical line, trailing backslash included, within 79
-# characters (measured on RouterOS 6.48 exports).
+# characters, as in a RouterOS 6.48.1 export that this renderer reproduces exactly.
 MAX_LINE = 79
 INDENT = "    "
 # Room kept after a property that is not split so that " \\" can still follow it.

@@ -121,7 +121,7 @@ def test_rsc_simple_escapes_decode():
 
 
 def test_rsc_form_feed_escape_is_ff():
-    """'\\f' decodes to byte 0xFF, the value the current scripting manual gives."""
+    """'\\f' decodes to byte 0xFF, the reading the parser chose where sources disagree."""
     command = only_command('/system script\nadd name=x source="\\f"\n')
 
     assert command.get("source", "").encode("utf-8", "surrogateescape") == b"\xff"
