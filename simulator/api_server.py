@@ -2,10 +2,10 @@
 
 Sentences are words with 1-4 byte length prefixes and a zero-length word at the end. A
 first length byte of 0xF0 or more is rejected and the connection closed, like clients do.
-Replies carry the request's ``.tag``, several commands may run at once on one connection,
-``/cancel`` interrupts them in RouterOS order, and writes are split inside length prefixes
-and inside words so that clients which assume whole reads fail here as they would on a
-real network.
+Replies carry the request's ``.tag``, and several commands may run at once on one
+connection. ``/cancel`` interrupts them in RouterOS order. Writes are split inside length
+prefixes and inside words, so a client that assumes whole reads fails here as it would on
+a real network.
 """
 
 from __future__ import annotations
@@ -17,7 +17,15 @@ import socket
 import ssl
 from dataclasses import dataclass
 
-from simulator.executor import CATEGORY_INTERRUPTED, Result, Session, Trap, execute, unknown_command, visible_rows
+from simulator.executor import (
+    CATEGORY_INTERRUPTED,
+    Result,
+    Session,
+    Trap,
+    execute,
+    unknown_command,
+    visible_rows,
+)
 from simulator.faults import Faults
 from simulator.schema import INTERFACE_MENUS
 from simulator.state import DeviceState

@@ -334,7 +334,7 @@ def reset_configuration(session: Session, command: str, attrs: dict[str, str], q
 
 
 def scheduler_add(session: Session, command: str, attrs: dict[str, str], queries: list[str]) -> Result:
-    """``/system/scheduler/add``: the user must hold every policy the job asks for."""
+    """``/system/scheduler/add``: the user must have every policy the job requests."""
     _require(session, "write")
     wanted = [word for word in attrs.get("policy", "").split(",") if word]
     if any(not session.can(word) for word in wanted):

@@ -46,7 +46,7 @@ class Trap:
 
 @dataclass
 class Result:
-    """What a command produced, before a transport renders it.
+    """Replies of one command, before a transport renders them.
 
     Attributes:
         rows: One dict per ``!re`` sentence, in order.
@@ -75,7 +75,7 @@ class FaultHook(Protocol):
     """Injected failures a transport passes to the executor."""
 
     def trap_for(self, command: str) -> Trap | None:
-        """Return a trap to answer ``command`` with instead of running it, or ``None``."""
+        """Return a trap to send for ``command`` instead of running it, or ``None``."""
 
 
 @dataclass
@@ -102,7 +102,7 @@ def execute(
     queries: Sequence[str] = (),
     api_attributes: Mapping[str, str] | None = None,
 ) -> Result:
-    """Run ``command`` and return its replies; failures come back as traps, never raised."""
+    """Run ``command`` and return its replies; command failures come back as traps."""
     del api_attributes  # Tags and other API attributes only matter to the transport.
     attrs = dict(attributes or {})
     try:

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from routeros import rsc
-from routeros.rsc import render as rsc_render
 from routeros.rsc import RscCommand
+from routeros.rsc import render as rsc_render
 from simulator import schema as schemas
 from simulator.state import DeviceState, Item, Table
 

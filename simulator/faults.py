@@ -1,4 +1,4 @@
-"""Failures a simulated device can be told to show at run time.
+"""Failures a simulated device shows on request at run time.
 
 Tests switch these on in-process (``fleet.device("r1").faults.trap_on(...)``) or over the
 control endpoint (``POST /devices/{name}/faults`` with the JSON that
@@ -16,7 +16,7 @@ from simulator.executor import Trap
 
 @dataclass
 class TrapRule:
-    """Answer ``command`` with a trap: on every call, or only on call number ``nth``."""
+    """Rule that replaces ``command`` with a trap on every call, or only on call number ``nth``."""
 
     command: str
     message: str
@@ -38,7 +38,7 @@ class Faults:
         latency: Seconds added before each reply.
         jitter: Up to this many extra seconds, chosen at random per reply.
         drop_after_sentences: Close an API connection after it has sent this many sentences.
-        hang: Accept connections but never answer.
+        hang: Accept connections but never reply.
         refuse_logins: Fail every login with ``invalid user name or password (6)``.
         rest_invalid_json: REST replies put raw control bytes into JSON strings, as some
             RouterOS versions do with DHCP host names.
@@ -67,7 +67,7 @@ class Faults:
         self.drop_after_sentences = sentences
 
     def trap_on(self, command: str, message: str, category: int | None = None, nth: int | None = None) -> TrapRule:
-        """Answer ``command`` (``/ip/address/add``) with a trap, optionally only on call ``nth``."""
+        """Reply to ``command`` (``/ip/address/add``) with a trap, optionally only on call ``nth``."""
         if not command.startswith("/"):
             raise ValueError(f"command {command!r} must be an API path such as /ip/address/add")
         if nth is not None and nth < 1:

@@ -225,7 +225,7 @@ class Fleet:
             raise KeyError(f"no device {name!r}; known devices: {', '.join(list(self._by_name)[:10])}") from None
 
     def credentials(self) -> dict[str, str]:
-        """The login every device accepts over every transport (the admin account)."""
+        """Return the login every device accepts over every transport (the admin account)."""
         return {"username": ADMIN_USER, "password": self.admin_password}
 
     async def start(self) -> None:

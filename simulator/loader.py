@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class LoadReport:
-    """What an export load applied and which lines it had to skip, with the reason."""
+    """Outcome of an export load: the applied count and each skipped line with its reason."""
 
     applied: int = 0
     skipped: list[tuple[int, str]] = field(default_factory=list)

@@ -73,7 +73,7 @@ def _ordering_key(value: str) -> int | str:
 
 
 def _pop(stack: list[bool]) -> bool:
-    # Below the pushed values the stack holds infinitely many true values.
+    # Below the pushed values the stack contains infinitely many true values.
     return stack.pop() if stack else True
 
 

@@ -2,7 +2,7 @@
 
 The data here is deliberately small. A menu listed with ``properties=None`` accepts any
 property name, which is also how menus first seen in a loaded export behave. Listed
-properties make a menu strict: anything else is answered with ``unknown parameter <name>``.
+properties make a menu strict: anything else fails with ``unknown parameter <name>``.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ class MenuSchema:
     """Write rules for one menu path.
 
     Attributes:
-        singleton: The menu holds exactly one item without ``.id`` (``/ip/dns``).
+        singleton: The menu contains exactly one item without ``.id`` (``/ip/dns``).
         properties: Accepted writable property names, or ``None`` for any name.
         required: Properties that ``add`` must be given.
         references: Property name -> kind of object it must name (``"interface"``).
@@ -113,7 +113,7 @@ class MenuSchema:
     interface_type: str | None = None
 
     def is_boolean(self, name: str) -> bool:
-        """Return whether ``name`` holds a boolean in this menu."""
+        """Return whether ``name`` is a boolean property in this menu."""
         return name in COMMON_BOOLEANS or name in self.booleans or name in self.yes_no
 
     def rejects_input(self, name: str) -> bool:

@@ -1,8 +1,8 @@
 """Run console scripts through the executor, and fire ``/system/scheduler`` jobs on time.
 
 Scripts come from ``/import`` files, ``run-after-reset`` files and scheduler ``on-event``
-sources. Each line is turned into an API command and run with the permissions of the
-session; the first failing line stops the script, as on RouterOS.
+sources. Each line becomes an API command that runs with the permissions of the session. The first
+failing line stops the script, as on RouterOS.
 """
 
 from __future__ import annotations

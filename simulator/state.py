@@ -91,7 +91,7 @@ class ParsedExportLike(Protocol):
 
 
 class Table:
-    """Ordered items of one menu; a singleton menu holds one item without ``.id``."""
+    """Ordered items of one menu; a singleton menu contains one item without ``.id``."""
 
     def __init__(self, path: str, *, singleton: bool = False, items: list[Item] | None = None) -> None:
         self.path = path

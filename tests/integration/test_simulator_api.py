@@ -52,8 +52,12 @@ class RawApi:
         first = self._read(1)[0]
         if first < 0x80:
             return first
-        extra = 1 if first < 0xC0 else 2 if first < 0xE0 else 3
-        mask = {1: 0x8000, 2: 0xC00000, 3: 0xE0000000}[extra]
+        if first < 0xC0:
+            extra, mask = 1, 0x8000
+        elif first < 0xE0:
+            extra, mask = 2, 0xC00000
+        else:
+            extra, mask = 3, 0xE0000000
         return int.from_bytes(bytes([first]) + self._read(extra), "big") ^ mask
 
     def sentence(self) -> list[bytes]:
@@ -217,7 +221,8 @@ def test_api_add_set_remove(api: librouteros.api.Api) -> None:
     addresses = api.path("ip", "address")
     first = addresses.add(address="10.50.0.1/24", interface="ether2", comment="first")
     second = addresses.add(address="10.51.0.1/24", interface="ether2")
-    assert first.startswith("*") and int(second[1:], 16) > int(first[1:], 16)
+    assert first.startswith("*")
+    assert int(second[1:], 16) > int(first[1:], 16)
     addresses.update(**{".id": first, "comment": "changed", "disabled": "yes"})
     row = next(iter(addresses.select(Key("comment"), Key("disabled"), Key("network")).where(Key(".id") == first)))
     assert row == {"comment": "changed", "disabled": True, "network": "10.50.0.0"}
@@ -279,7 +284,7 @@ def test_api_permission_denied(sim: BackgroundFleet) -> None:
     state = sim.fleet.device("r1").state
     sim.call(state.add_user, "viewer", "read", "pw-viewer")
     api = librouteros.connect(HOST, "viewer", "pw-viewer", port=sim.port("r1"), timeout=WAIT)
-    assert list(api.path("ip", "address").select(Key("address")))  is not None
+    assert isinstance(list(api.path("ip", "address").select(Key("address"))), list)
     with pytest.raises(TrapError, match=r"not enough permissions \(9\)"):
         api.path("ip", "address").add(address="10.70.0.1/24", interface="ether1")
     with pytest.raises(TrapError, match=r"not enough permissions \(9\)"):
@@ -336,13 +341,13 @@ def test_api_control_byte_length_closes(sim: BackgroundFleet) -> None:
 
 
 def test_api_empty_reply_on_7_19(raw: RawApi) -> None:
-    """RouterOS 7.18+ answers an empty print with !empty then !done, both tagged."""
+    """RouterOS 7.18+ replies to an empty print with !empty then !done, both tagged."""
     raw.send("/ip/address/print", "?comment=nothing-has-this", ".tag=e1")
     assert raw.until_done("e1") == [[b"!empty", b".tag=e1"], [b"!done", b".tag=e1"]]
 
 
 def test_api_no_empty_reply_on_6_49(sim6: BackgroundFleet) -> None:
-    """RouterOS 6.49 answers an empty print with !done alone."""
+    """RouterOS 6.49 replies to an empty print with !done alone."""
     raw = RawApi(sim6.port("r1"))
     raw.login("admin", sim6.fleet.admin_password)
     raw.send("/ip/address/print", ".tag=e2")
@@ -451,7 +456,7 @@ async def test_api_ssl_async(sim: BackgroundFleet) -> None:
 
 
 def test_fault_latency_delays_replies(sim: BackgroundFleet, api: librouteros.api.Api) -> None:
-    """Latency holds each reply for at least the configured time."""
+    """Latency delays each reply by at least the configured time."""
     sim.fleet.device("r1").faults.set_latency(0.25, jitter=0.05)
     started = time.monotonic()
     tuple(api("/system/identity/print"))
@@ -466,7 +471,7 @@ def test_fault_drop_after_sentences(sim: BackgroundFleet, api: librouteros.api.A
 
 
 def test_fault_hang_never_answers(sim: BackgroundFleet) -> None:
-    """A hung device accepts the connection but never answers the login."""
+    """A hung device accepts the connection but never replies to the login."""
     sim.fleet.device("r1").faults.hang = True
     with pytest.raises((socket.timeout, TimeoutError)):
         librouteros.connect(HOST, "admin", sim.fleet.admin_password, port=sim.port("r1"), timeout=0.5)

@@ -1,4 +1,4 @@
-"""Devices loaded from real exports and from the shipped samples answer with their items."""
+"""Devices loaded from real exports and from the shipped samples return their items."""
 
 from __future__ import annotations
 

@@ -168,7 +168,7 @@ def test_executor_print_proplist_matching_nothing(admin: Session) -> None:
 
 
 def test_executor_export_returns_nothing(admin: Session) -> None:
-    """/export without file= answers with nothing, as RouterOS does over the API."""
+    """/export without file= replies with nothing, as RouterOS does over the API."""
     result = _ok(execute(admin, "/export", {}))
     assert result.rows == []
     assert result.done == {}
