@@ -18,8 +18,7 @@ INDENT = "    "
 FIT_RESERVE = 2
 # Characters RouterOS leaves unquoted in exported values. Everything else (space, quote,
 # backslash, "$ [ ] { } ( ) = ' ; ? `", controls, non-ASCII) forces quotes.
-# NOTE: '#', '%' and '+' are assumed safe; the sample exports show no unquoted value
-# with them, only with the other punctuation listed here.
+# NOTE: '%' and '+' are assumed safe because no export seen writes them unquoted or quoted.
 UNQUOTED_CHARS = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#%*+,-./:<>@_"
 )
