@@ -18,7 +18,7 @@ INDENT = "    "
 FIT_RESERVE = 2
 # Characters RouterOS leaves unquoted in exported values. Everything else (space, quote,
 # backslash, "$ [ ] { } ( ) = ' ; ? `", controls, non-ASCII) forces quotes.
-# NOTE: '%' and '+' are assumed safe because no export seen writes them unquoted or quoted.
+# NOTE: '%' and '+' are assumed safe; the sample exports never write them unquoted.
 UNQUOTED_CHARS = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#%*+,-./:<>@_"
 )
