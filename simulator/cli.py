@@ -53,9 +53,9 @@ _HEX_DIGITS = "0123456789ABCDEFabcdef"
 class CliError(Exception):
     """A console error with the text RouterOS prints for it.
 
-    ``column`` is 1-based; when it is set the message ends with ``(line N column M)`` the way
-    the console reports parse errors, otherwise the text is printed as it is
-    (``no such item``, ``failure: ...``). ``context`` names the console API command (and
+    ``column`` is 1-based. When it is set, the message ends with ``(line N column M)`` as the
+    console reports parse errors. Otherwise the text is printed as it is (``no such item``,
+    ``failure: ...``). ``context`` names the console API command (and
     argument) that failed, which script runs add to the message.
     """
 
@@ -91,7 +91,7 @@ class Word:
     """One word of a console line.
 
     ``name`` and ``value`` are split at the first ``=`` outside quotes; ``value`` is ``None``
-    for a word without ``=`` (``detail``, ``!keepalive``, ``*1``). ``find`` holds the words
+    for a word without ``=`` (``detail``, ``!keepalive``, ``*1``). ``find`` contains the words
     inside ``[ ... ]`` when the word is a command substitution.
     """
 
@@ -190,8 +190,8 @@ def parse_line(
 ) -> list[CliCommand]:
     """Parse a console line typed in menu ``cwd`` into commands.
 
-    ``is_menu(path)`` tells whether an API path such as ``/ip/address`` is a menu of the
-    device, which is how a word is told apart from a command. ``is_command(path, word)``
+    ``is_menu(path)`` returns whether an API path such as ``/ip/address`` is a menu of the
+    device, which separates menu words from command words. ``is_command(path, word)``
     accepts extra commands of a menu beyond :data:`MENU_COMMANDS` and :data:`PATH_COMMANDS`.
 
     Raises:

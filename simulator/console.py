@@ -1,10 +1,10 @@
 """The RouterOS console of a simulated device: what SSH sessions and ``/execute`` run.
 
-A :class:`Console` keeps what a real console session keeps (the current menu and the item
-numbers of the last ``print`` per menu), turns each parsed line from :mod:`simulator.cli`
-into console API calls on :func:`simulator.executor.execute`, and formats the replies the
-way RouterOS prints them: tables, ``detail``, ``terse``, singleton key/value lists and
-exports. Booleans print as ``yes``/``no``; values keep their raw bytes.
+A :class:`Console` keeps the session data a real console keeps: the current menu and the
+item numbers of the last ``print`` per menu. It turns each line parsed by
+:mod:`simulator.cli` into console API calls on :func:`simulator.executor.execute`. Replies are
+formatted the way RouterOS prints them: tables, ``detail``, ``terse``, singleton key/value
+lists and exports. Booleans print as ``yes``/``no``; values keep their raw bytes.
 """
 
 from __future__ import annotations

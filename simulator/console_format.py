@@ -1,9 +1,9 @@
 """Text layouts of console ``print``: table, ``detail``, ``terse`` and singleton lists.
 
-The layouts follow RouterOS closely enough for screen-scraping clients (netmiko, Ansible's
-``routeros`` terminal, napalm-ros): item numbers in the first column, a flag column with one
-letter per boolean state (``X`` disabled), ``;;;`` comment lines, ``name=value`` pairs with
-values quoted when they contain spaces, and ``yes``/``no`` booleans. Values keep their raw
+The layouts keep what screen-scraping clients parse in RouterOS output. Item numbers fill
+the first column, then a flag column with one letter per boolean state (``X`` disabled).
+Comments get ``;;;`` lines, values are quoted when they contain spaces, and booleans are
+``yes``/``no``. Values keep their raw
 bytes (``surrogateescape``), as the console prints what the device stores.
 """
 

@@ -1,8 +1,8 @@
 """A minimal asyncio HTTP/1.1 server built on h11, one listening socket per device.
 
 The simulator needs thousands of HTTP endpoints in one process, so this stays far lighter than
-an ASGI stack: one ``asyncio.Server`` per port, one h11 state machine per connection, and a
-plain ``async`` handler that turns an :class:`HttpRequest` into an :class:`HttpResponse`.
+an ASGI stack. Each port gets one ``asyncio.Server`` and each connection one h11 state machine.
+A plain ``async`` handler turns an :class:`HttpRequest` into an :class:`HttpResponse`.
 Keep-alive is supported; request heads and bodies are size-limited and every read is bounded
 by an idle timeout so a silent client cannot pin a connection forever.
 """
@@ -72,7 +72,7 @@ class HttpServer:
     def port(self) -> int:
         """The bound port (useful when started with port 0)."""
         if self._server is None:
-            raise RuntimeError("server not started")
+            raise RuntimeError("HTTP server not started; call start() first")
         return self._server.sockets[0].getsockname()[1]
 
     async def start(self) -> None:

@@ -15,7 +15,7 @@ POST    ``/rest/ip/address/print``      any command; ``.proplist`` and ``.query`
 ======  ==============================  ==========================================
 
 Replies carry every value as a JSON string; errors are ``{"detail", "error", "message"}``.
-REST exists only on RouterOS 7 (plain HTTP from 7.9); a v6 device answers 404 for ``/rest``.
+REST exists only on RouterOS 7, over plain HTTP from 7.9 on. A v6 device returns 404 for ``/rest``.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ from simulator.state import DeviceState
 
 logger = logging.getLogger(__name__)
 
-# Commands that stream until cancelled. Over REST they need `once` or `duration`; without
-# them the router holds the request until its session timeout.
+# Commands that stream until cancelled. Over REST they need `once` or `duration`, because
+# without them the router keeps the request open until its session timeout.
 STREAMING_COMMANDS = frozenset(
     {"listen", "monitor", "monitor-traffic", "torch", "bandwidth-test", "sniffer", "traffic-monitor"}
 )
@@ -57,7 +57,7 @@ class RestOptions:
 
     Attributes:
         session_timeout: Seconds a streaming command without ``once``/``duration`` runs
-            before the router answers ``Session closed`` (RouterOS uses 60).
+            before the router returns ``Session closed`` (RouterOS uses 60).
         singleton_as_object: GET on a singleton menu (``/rest/system/resource``) returns an
             object; ``False`` returns a one-element array as the vendor manual shows.
         created_status: HTTP status of a successful PUT.
@@ -115,7 +115,7 @@ class RestServer:
         await self._http.stop()
 
     async def handle(self, request: HttpRequest) -> HttpResponse:
-        """Answer one HTTP request."""
+        """Handle one HTTP request and return the response."""
         path, _, query = request.target.partition("?")
         path = unquote(path, errors="surrogateescape")
         if path != "/rest" and not path.startswith("/rest/"):
@@ -132,7 +132,7 @@ class RestServer:
             return self._error(400, str(error))
 
     async def _apply_delay_faults(self) -> None:
-        """Hold the reply as the device's latency and hang faults say."""
+        """Delay the reply by the device's latency fault, or forever while the hang fault is on."""
         if getattr(self._faults, "hang", False):
             # A hung device accepts the request and never answers; the client's timeout ends it.
             await asyncio.Event().wait()
@@ -263,11 +263,11 @@ class RestServer:
         console = Console(session)
         output, error = console.run_script(attributes.get("script", ""))
         if "as-string" not in attributes:
-            # Without as-string RouterOS starts a background job and returns its id; the
-            # simulator runs the script at once and hands out an id of the same shape.
+            # Without as-string RouterOS starts a background job and returns its id. The
+            # simulator runs the script at once and returns an id of the same shape.
             self._jobs += 1
             return self._json({"ret": f"*{0xB000 + self._jobs:X}"})
-        # With as-string RouterOS answers 200 even when the script fails, with the error
+        # With as-string RouterOS returns 200 even when the script fails, with the error
         # text as the output.
         return self._json({"ret": error if error is not None else output.replace("\n", "\r\n")})
 

@@ -34,8 +34,11 @@ def encode(value: object, *, raw_control_bytes: bool = False) -> bytes:
 def decode_body(body: bytes) -> dict[str, str]:
     """Parse a request body into console attributes with string values.
 
-    Accepts JSON numbers (written back in decimal, as RouterOS does) and booleans (``true`` or
-    ``false``); lists are joined with commas. An empty body is an empty object.
+    JSON numbers become their decimal text, booleans ``true`` or ``false`` and lists are
+    joined with commas. An empty body is an empty object.
+
+    NOTE: RouterOS also reads octal (``010``) and hex (``0x10``) numbers, which are not JSON
+    and are rejected here as an invalid body.
 
     Raises:
         JsonBodyError: for invalid JSON, a top-level value that is not an object, or a nested

@@ -66,8 +66,8 @@ class SshOptions:
     """Behaviour switches of the SSH console.
 
     Attributes:
-        license_prompt: Ask the software-license question on a device's first
-            interactive login (RouterOS asks until it is answered once).
+        license_prompt: Ask the software-license question on interactive logins to the
+            device until one of them answers it.
         probe_timeout: Seconds to wait for the answer to the ``ESC Z`` terminal probe
             before carrying on as a dumb terminal.
         host_key_algorithm: Host key type; ``None`` picks ``ssh-ed25519`` for RouterOS 7
@@ -292,7 +292,7 @@ class _Shell:
             pass
 
     async def _read_probe_answer(self) -> None:
-        # Answers look like `ESC / Z` (VT52 style) or `ESC [ ? 1 ; 2 c` (VT100 DA).
+        # Terminal replies look like `ESC / Z` (VT52 style) or `ESC [ ? 1 ; 2 c` (VT100 DA).
         while True:
             chunk = await self._read()
             if chunk is None:
@@ -366,7 +366,7 @@ class _Shell:
 
 
 def _probe_answer_end(buffer: bytearray, start: int) -> int | None:
-    """Return the end of a terminal answer starting at ``start``, if it is complete."""
+    """Return the end of a terminal reply starting at ``start``, or ``None`` while incomplete."""
     body = buffer[start + 1 :]
     if body[:2] == b"/Z":
         return start + 3

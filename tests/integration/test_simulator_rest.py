@@ -77,7 +77,7 @@ async def test_rest_get_lists_items_with_string_values(client: httpx.AsyncClient
         assert all(isinstance(value, str) for value in row.values())
 
 
-async def test_rest_get_one_item_by_id_and_by_name(client: httpx.AsyncClient) -> None:
+async def test_rest_get_item_by_id_or_name(client: httpx.AsyncClient) -> None:
     """GET on an item path accepts a ``*HEX`` id and, in named menus, a name."""
     listing = (await client.get("/ip/address")).json()
     first_id = listing[0][".id"]
@@ -166,7 +166,7 @@ async def test_rest_patch_returns_updated_object(client: httpx.AsyncClient) -> N
 
 
 async def test_rest_delete_then_delete_again(client: httpx.AsyncClient) -> None:
-    """DELETE answers with an empty body; a second DELETE of the same id is 404."""
+    """DELETE returns an empty body; a second DELETE of the same id is 404."""
     first_id = (await client.get("/ip/address")).json()[0][".id"]
 
     removed = await client.delete(f"/ip/address/{first_id}")
@@ -340,7 +340,7 @@ async def test_rest_non_utf8_bytes_pass_raw(client: httpx.AsyncClient, device: D
 
 
 async def test_rest_hang_fault_never_answers(client: httpx.AsyncClient, faults: Faults) -> None:
-    """A hung device accepts the request and never answers, so the client times out."""
+    """A hung device accepts the request and never replies, so the client times out."""
     faults.hang = True
 
     with pytest.raises(httpx.ReadTimeout):
@@ -370,7 +370,7 @@ async def test_rest_https_with_sync_client(device: DeviceState) -> None:
     assert [row["address"] for row in response.json()] == ["203.0.113.1/24"]
 
 
-async def test_rest_not_served_on_v6_or_plain_before_7_9() -> None:
+async def test_rest_served_only_where_supported() -> None:
     """RouterOS 6 has no REST; 7.1–7.8 serve it only over HTTPS."""
     servers = {
         "v6-http": RestServer(make_device("6.49.10")),

@@ -188,7 +188,7 @@ async def test_ssh_error_texts(ssh: SshServer) -> None:
 
 
 async def test_ssh_read_only_user_gets_permission_error(ssh: SshServer) -> None:
-    """A user without the write policy sees ``not enough permissions (9)``."""
+    """A user without the write policy gets ``not enough permissions (9)``."""
     output = await run(ssh, "/ip address set 0 comment=x", username="reader+cet512w")
 
     assert output.decode().strip() == "not enough permissions (9)"
