@@ -254,7 +254,9 @@ def _exception_class(exc: BaseException) -> tuple[type[DeviceError], str]:
         return HostKeyVerificationFailed, "SSH host key not verified"
     if isinstance(exc, asyncssh.PermissionDenied):
         return AuthenticationFailed, "SSH login rejected"
-    if isinstance(exc, asyncssh.ConnectionLost | asyncssh.DisconnectError):
+    if isinstance(
+        exc, asyncssh.ConnectionLost | asyncssh.DisconnectError | asyncssh.ChannelOpenError
+    ):
         return ConnectionLost, "SSH connection closed"
     if isinstance(exc, ssl.SSLCertVerificationError):
         return TlsVerificationFailed, "TLS certificate not verified"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ssl
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -193,6 +194,9 @@ class ApiClient:
             )
         except TimeoutError:
             raise DeviceTimeout(f"{action} timed out after {target.connect_timeout:g}s") from None
+        except ssl.SSLError as exc:
+            # Checked before ValueError, which SSLCertVerificationError also is.
+            raise map_error(exc, action=action, secret=target.password) from None
         except ValueError as exc:
             raise InvalidValue(f"{action} failed: {exc}") from None
         except Exception as exc:
@@ -202,8 +206,8 @@ class ApiClient:
 
     @property
     def healthy(self) -> bool:
-        """False once the connection failed or timed out."""
-        return self._healthy
+        """False once the connection failed, timed out or was closed by the device."""
+        return self._healthy and not self._api.protocol.transport.reader.at_eof()
 
     async def print(
         self,
@@ -266,10 +270,10 @@ class ApiClient:
     async def _run(self, command: str, words: list[str]) -> _Reply:
         """Run one command under the command timeout and raise its traps as errors."""
         async with self._lock:
-            if not self._healthy:
+            if not self.healthy:
                 raise ConnectionLost(
                     f"{command} not sent: the connection to {self.target.describe()} failed "
-                    "earlier; open a new client"
+                    "or was closed; open a new client"
                 )
             reply = await self._run_unlocked(command, words)
         if reply.traps:
@@ -286,6 +290,9 @@ class ApiClient:
             self._healthy = False
             raise
         except ValueError as exc:
+            if isinstance(exc, ssl.SSLError):
+                await self._discard()
+                raise map_error(exc, action=command, secret=self.target.password) from None
             # Raised by encode_text before anything was written, so the connection is fine.
             raise InvalidValue(f"{command} not sent: {exc}") from None
         except TimeoutError:

@@ -223,8 +223,8 @@ class SshClient:
 
     @property
     def healthy(self) -> bool:
-        """False once the connection failed or a command timed out."""
-        return self._healthy
+        """False once the connection failed, a command timed out or the device closed it."""
+        return self._healthy and not self._connection.is_closed()
 
     async def print(
         self,
@@ -321,8 +321,8 @@ class SshClient:
                 printed an error line.
         """
         action = f"{name or command.split(' ', 1)[0]} on {self.target.describe()}"
-        if not self._healthy:
-            raise ConnectionLost(f"{action} not sent: the connection failed earlier")
+        if not self.healthy:
+            raise ConnectionLost(f"{action} not sent: the connection failed or was closed")
         try:
             result = await asyncio.wait_for(
                 self._connection.run(command, check=False, encoding=None),
