@@ -123,7 +123,7 @@ class HttpServer:
                 request = await self._read_request(connection, reader)
             except h11.RemoteProtocolError as error:
                 if connection.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-                    await self._send(connection, writer, _bad_request(str(error)))
+                    await self._send(connection, writer, _bad_request(str(error), error.error_status_hint))
                 return
             if request is None:
                 return
@@ -186,5 +186,5 @@ def _request_from(head: h11.Request, body: bytes) -> HttpRequest:
     )
 
 
-def _bad_request(reason: str) -> HttpResponse:
-    return HttpResponse(status=400, body=reason.encode("utf-8", "replace"), content_type="text/plain")
+def _bad_request(reason: str, status: int) -> HttpResponse:
+    return HttpResponse(status=status, body=reason.encode("utf-8", "replace"), content_type="text/plain")

@@ -30,6 +30,8 @@ from simulator.state import DeviceState
 logger = logging.getLogger(__name__)
 
 LICENSE_QUESTION = b"Do you want to see the software license? [Y/n]: "
+# Longest line the shell keeps; further typed bytes are dropped so a client cannot grow it.
+MAX_LINE_BYTES = 65536
 TERMINAL_PROBE = b"\x1bZ"
 _LOGIN_OPTION = re.compile(r"(\d*)([a-z])")
 _LICENSE_TEXT = (
@@ -183,6 +185,20 @@ class SshServer:
             keypair.host_key_algorithms = (b"ssh-rsa",)
         return keypair
 
+    async def delay_reply(self, process: asyncssh.SSHServerProcess) -> bool:
+        """Delay a command by the device's latency fault; return False if it must not run.
+
+        While the hang fault is on, a command never runs: the session stays open without
+        output until the client gives up and closes it.
+        """
+        if getattr(self._faults, "hang", False):
+            await process.wait_closed()
+            return False
+        delay = self._faults.reply_delay() if hasattr(self._faults, "reply_delay") else 0.0
+        if delay > 0:
+            await asyncio.sleep(delay)
+        return True
+
     def _new_connection(self) -> asyncssh.SSHServer:
         return _DeviceSshServer(self)
 
@@ -219,6 +235,8 @@ class SshServer:
     async def _run_exec(self, process: asyncssh.SSHServerProcess, console: Console) -> None:
         command = process.command or ""
         for number, line in enumerate(command.replace("\r\n", "\n").split("\n"), start=1):
+            if not await self.delay_reply(process):
+                return
             output = console.run_line(line, number)
             _write(process, output.text)
             await process.stdout.drain()
@@ -316,7 +334,6 @@ class _Shell:
 
     async def _command_loop(self) -> None:
         line = bytearray()
-        number = 0
         _write(self.process, self.console.prompt)
         while True:
             chunk = await self._read()
@@ -328,8 +345,9 @@ class _Shell:
                         self._last_was_cr = False
                         continue
                     self._last_was_cr = byte == 0x0D
-                    number += 1
                     _write_bytes(self.process, b"\r\n")
+                    if not await self.owner.delay_reply(self.process):
+                        return
                     output = self.console.run_line(bytes(line).decode("utf-8", "surrogateescape"), 1)
                     line.clear()
                     _write(self.process, output.text)
@@ -349,7 +367,7 @@ class _Shell:
                     _write(self.process, "\r\n" + self.console.prompt)
                 elif byte == 0x04 and not line:
                     return
-                elif byte >= 0x20 or byte == 0x09:
+                elif (byte >= 0x20 or byte == 0x09) and len(line) < MAX_LINE_BYTES:
                     line.append(byte)
                     _write_bytes(self.process, bytes([byte]))
 

@@ -15,6 +15,7 @@ import pytest
 
 from routeros.rsc import parse_export
 from simulator.api_server import ApiServer
+from simulator.faults import Faults
 from simulator.rest import RestServer
 from simulator.ssh import LICENSE_QUESTION, TERMINAL_PROBE, SshOptions, SshServer, parse_login_name
 from simulator.state import DeviceState
@@ -317,6 +318,30 @@ async def test_ssh_output_keeps_raw_bytes(ssh: SshServer, device: DeviceState) -
     assert b"comment=" + raw_comment in printed
     escaped = "".join(f"\\{byte:02X}" for byte in raw_comment).encode()
     assert b'comment="' + escaped + b'"' in exported
+
+
+async def test_ssh_hex_escapes_store_raw_bytes(ssh: SshServer, device: DeviceState) -> None:
+    """``\\HH`` escapes typed on the console store exactly those bytes, even when not UTF-8."""
+    await run(ssh, '/ip firewall address-list add list=depot address=192.0.2.10 comment="\\D1\\EA\\EB\\E0\\E4 1"')
+
+    entries = device.table("/ip/firewall/address-list")
+    assert entries is not None
+    stored = entries.items[-1]["comment"].encode("utf-8", "surrogateescape")
+    assert stored == "Склад 1".encode("cp1251")
+
+
+async def test_ssh_hang_fault_never_answers(device: DeviceState) -> None:
+    """With the hang fault on, a command gets no output and the client's timeout ends the wait."""
+    faults = Faults()
+    server = SshServer(device, faults=faults)
+    await server.start()
+    try:
+        async with connect(server) as connection:
+            faults.hang = True
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(connection.run("/system identity print"), 0.5)
+    finally:
+        await server.stop()
 
 
 async def test_ssh_v6_offers_only_ssh_rsa() -> None:
