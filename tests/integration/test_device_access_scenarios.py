@@ -268,3 +268,28 @@ async def test_device_access_yes_no_only_property(client: DeviceClient) -> None:
     await client.set("/interface/ethernet", ether[".id"], values)
     row = (await client.print("/interface/ethernet", where={"name": "ether4"}))[0]
     assert parse_bool(row["power-cycle-ping-enabled"]) is True
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+async def test_device_access_large_export_reads_in_chunks(
+    fleet: Fleet, device: Device, variant: str
+) -> None:
+    """An export too large for inline file contents is read back completely in chunks."""
+    for index in range(1500):
+        device.state.create_item(
+            "/ip/firewall/address-list",
+            {
+                "list": "bulk",
+                "address": f"10.{index // 250}.{index % 250}.1",
+                "comment": f"entry-{index}",
+            },
+        )
+    client = await open_client(make_target(fleet, device, variant))
+    try:
+        text = await client.export(terse=True)
+    finally:
+        await client.close()
+    assert len(text) > 70_000
+    assert "comment=entry-0 " in text or "comment=entry-0\n" in text
+    assert "entry-1499" in text
+    assert text.count("list=bulk") == 1500
