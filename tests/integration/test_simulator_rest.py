@@ -165,6 +165,16 @@ async def test_rest_patch_returns_updated_object(client: httpx.AsyncClient) -> N
     assert response.json()["address"] == "192.0.2.1/24"
 
 
+async def test_rest_patch_unsets_with_bang_key(client: httpx.AsyncClient) -> None:
+    """A ``!name`` key in a PATCH body removes the property from the item."""
+    first_id = (await client.get("/ip/address")).json()[0][".id"]
+
+    response = await client.patch(f"/ip/address/{first_id}", json={"!comment": ""})
+
+    assert response.status_code == 200
+    assert "comment" not in response.json()
+
+
 async def test_rest_delete_then_delete_again(client: httpx.AsyncClient) -> None:
     """DELETE returns an empty body; a second DELETE of the same id is 404."""
     first_id = (await client.get("/ip/address")).json()[0][".id"]

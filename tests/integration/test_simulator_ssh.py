@@ -267,6 +267,7 @@ async def test_ssh_export_variants_v7(ssh: SshServer) -> None:
     terse = await text(ssh, "/export terse")
     sensitive = await text(ssh, "/export terse show-sensitive")
     menu_only = await text(ssh, "/ip address export")
+    verbose = await text(ssh, "/export verbose")
 
     assert re.match(r"# \d{4}-\d\d-\d\d \d\d:\d\d:\d\d by RouterOS 7\.19", compact)
     assert "\n/ip address\nadd address=192.0.2.1/24 interface=ether1 comment=uplink" in compact
@@ -275,6 +276,8 @@ async def test_ssh_export_variants_v7(ssh: SshServer) -> None:
     assert "/ppp secret add name=branch password=tunnel-key service=l2tp" in sensitive
     assert "/ppp" not in menu_only
     assert "/ip address" in menu_only
+    # The simulator prints verbose exports like compact ones (no default values listed).
+    assert verbose.splitlines()[2:] == compact.splitlines()[2:]
     parsed = parse_export(compact)
     assert ("/ip/address", "add") in {(command.path, command.verb) for command in parsed.commands}
 
