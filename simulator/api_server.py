@@ -184,6 +184,8 @@ class ApiConnection:
         self._write_lock = asyncio.Lock()
         self._running: dict[str, asyncio.Task[None]] = {}
         self._untagged: set[asyncio.Task[None]] = set()
+        # Tasks whose replies are already being written; /cancel leaves them to finish.
+        self._finishing: set[asyncio.Task[None]] = set()
         self._prelogin_sentences = 0
 
     @property
@@ -298,6 +300,7 @@ class ApiConnection:
         if tag and self._running.get(tag) is task:
             del self._running[tag]
         self._untagged.discard(task)
+        self._finishing.discard(task)
 
     async def _handle_prelogin(self, command: str, attrs: dict[str, str], tag: str | None) -> None:
         self._prelogin_sentences += 1
@@ -325,9 +328,12 @@ class ApiConnection:
         await self.send("!done", tag=tag)
 
     async def _cancel(self, target: str | None, tag: str | None) -> None:
-        victims = [(name, task) for name, task in self._running.items() if target is None or name == target]
+        victims: list[tuple[str | None, asyncio.Task[None]]] = [
+            (name, task) for name, task in self._running.items() if target is None or name == target
+        ]
         if target is None:
-            victims += [(None, task) for task in self._untagged]  # type: ignore[misc]
+            victims += [(None, task) for task in self._untagged]
+        victims = [(name, task) for name, task in victims if task not in self._finishing]
         for name, task in victims:
             task.cancel()
             await self.send("!trap", f"=category={CATEGORY_INTERRUPTED}", "=message=interrupted", tag=name)
@@ -344,11 +350,16 @@ class ApiConnection:
         delay = self.faults.reply_delay()
         if delay:
             await asyncio.sleep(delay)
+        if "proplist" in api_attrs and ".proplist" not in attrs:
+            attrs[".proplist"] = api_attrs["proplist"]
         path, _, verb = command.rpartition("/")
         if verb == "listen":
             await self._listen(path, tag)
             return
         result = execute(self.session, command, attrs, queries, api_attrs)
+        current = asyncio.current_task()
+        if current is not None:
+            self._finishing.add(current)
         await asyncio.shield(self._finish(result, tag))
 
     async def _finish(self, result: Result, tag: str | None) -> None:

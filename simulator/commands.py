@@ -355,6 +355,25 @@ def _is_duration(value: str) -> bool:
     return parse_duration(value) is not None
 
 
+def script_run(session: Session, command: str, attrs: dict[str, str], queries: list[str]) -> Result:
+    """``/system/script/run`` runs a stored script's ``source`` and counts the run."""
+    from simulator.scripting import ScriptFailure, run_script_text
+
+    _require(session, "read", "test")
+    key = attrs.get(".id") or attrs.get("number", "")
+    table = session.state.table("/system/script")
+    item = table.find(key) if table is not None and key else None
+    if item is None:
+        raise CommandError(Trap("no such item (4)", 0))
+    runs = int(item.get("run-count", "0") or 0) + 1
+    session.state.update_item("/system/script", item[".id"], {"run-count": str(runs)})
+    try:
+        run_script_text(session, item.get("source", ""))
+    except ScriptFailure as failure:
+        raise CommandError(Trap(str(failure), CATEGORY_SCRIPT)) from failure
+    return Result()
+
+
 def identity_set(session: Session, command: str, attrs: dict[str, str], queries: list[str]) -> Result:
     """``/system/identity/set name=``."""
     _require(session, "write")
@@ -382,6 +401,7 @@ SPECIAL_COMMANDS: dict[str, SpecialHandler] = {
     "/system/reset-configuration": reset_configuration,
     "/system/scheduler/add": scheduler_add,
     "/system/identity/set": identity_set,
+    "/system/script/run": script_run,
 }
 
 __all__ = ["SPECIAL_COMMANDS", "execute", "export_command", "find_file", "write_file"]

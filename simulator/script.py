@@ -18,7 +18,7 @@ VERBS = frozenset(
         "print", "export", "reset-configuration", "reboot", "move", "comment",
     }
 )
-SELECTING_VERBS = frozenset({"set", "remove", "enable", "disable", "unset"})
+SELECTING_VERBS = frozenset({"set", "remove", "enable", "disable", "unset", "run"})
 _SIMPLE_ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "r": "\r", "t": "\t", "$": "$", "?": "?", "_": " ",
                    "a": "\a", "b": "\b", "f": "\f", "v": "\v"}
 _HEX = re.compile(r"[0-9A-Fa-f]{2}")

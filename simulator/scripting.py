@@ -121,6 +121,7 @@ class Scheduler:
         self.loop = loop or asyncio.get_running_loop()
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._signatures: dict[str, tuple[str, ...]] = {}
+        self._failed: set[str] = set()
         state.add_listener(self._on_change)
         state.add_reboot_listener(self._on_reboot)
         self._arm_all(boot=True)
@@ -188,7 +189,12 @@ class Scheduler:
         try:
             run_script_text(session, item.get("on-event", ""))
         except ScriptFailure as failure:
-            logger.warning("scheduler job %s failed: %s", item.get("name", "?"), failure)
+            name = item.get("name", "?")
+            # Jobs loaded from exports often run scripts this runner cannot read, every
+            # minute on every device, so only the first failure per job is a warning.
+            level = logging.DEBUG if name in self._failed else logging.WARNING
+            self._failed.add(name)
+            logger.log(level, "scheduler job %s failed: %s", name, failure)
 
 
 def _signature(item: dict[str, str]) -> tuple[str, ...]:

@@ -549,3 +549,60 @@ async def test_fault_latency_async_client(sim: BackgroundFleet) -> None:
     await api.close()
     assert rows
     assert elapsed >= 0.1
+
+
+def test_api_cancel_without_tag_cancels_all(raw: RawApi) -> None:
+    """/cancel without =tag= interrupts every running command but not itself."""
+    raw.send("/ip/address/listen", ".tag=A")
+    raw.send("/interface/listen", ".tag=B")
+    raw.send("/cancel", ".tag=C")
+    replies = [raw.sentence() for _ in range(5)]
+    traps = [sentence for sentence in replies if sentence[0] == b"!trap"]
+    dones = [sentence for sentence in replies if sentence[0] == b"!done"]
+    assert sorted(sentence[-1] for sentence in traps) == [b".tag=A", b".tag=B"]
+    assert dones[0] == [b"!done", b".tag=C"]
+    assert sorted(sentence[-1] for sentence in dones[1:]) == [b".tag=A", b".tag=B"]
+
+
+def test_api_listen_interface_menu(sim: BackgroundFleet, raw: RawApi, api: librouteros.api.Api) -> None:
+    """listen on /interface reports a change made through /interface/ethernet."""
+    raw.send("/interface/listen", ".tag=if")
+    time.sleep(0.2)  # NOTE: gives the listener time to subscribe; the read below is bounded.
+    tuple(api.rawCmd("/interface/ethernet/set", "=.id=ether3", "=comment=watched"))
+    change = raw.sentence()
+    raw.send("/cancel", "=tag=if")
+    assert change[0] == b"!re"
+    assert b"=name=ether3" in change
+    assert b"=type=ether" in change
+    assert b"=comment=watched" in change
+
+
+def test_api_script_run_applies_source(api: librouteros.api.Api) -> None:
+    """/system/script/run runs the stored source and counts the run."""
+    scripts = api.path("system", "script")
+    new_id = scripts.add(name="add-pool", source="/ip pool add name=from-script ranges=10.0.9.2-10.0.9.9")
+    tuple(api("/system/script/run", **{".id": "add-pool"}))
+    pools = [row["name"] for row in api.path("ip", "pool")]
+    row = next(iter(scripts.select(Key("run-count")).where(Key(".id") == new_id)))
+    assert "from-script" in pools
+    assert row == {"run-count": 1}
+    scripts.remove(new_id)
+
+
+def test_api_scheduler_interval_job_fires(api: librouteros.api.Api) -> None:
+    """A scheduler job with an interval runs its on-event and counts each run."""
+    jobs = api.path("system", "scheduler")
+    new_id = jobs.add(name="ticker", interval="200ms", policy="read,write",
+                      **{"on-event": "/system identity set name=ticked"})
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        if next(iter(api("/system/identity/print")))["name"] == "ticked":
+            break
+        time.sleep(0.05)
+    row = next(iter(jobs.select(Key("run-count"), Key("owner")).where(Key(".id") == new_id)))
+    jobs.remove(new_id)
+    name = next(iter(api("/system/identity/print")))["name"]
+    tuple(api("/system/identity/set", name="MikroTik"))
+    assert name == "ticked"
+    assert int(row["run-count"]) >= 1
+    assert row["owner"] == "admin"
