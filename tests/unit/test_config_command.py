@@ -251,3 +251,62 @@ def test_mask_url_keeps_urls_without_password():
     assert config.mask_url("postgresql://tikflow@db/tikflow") == "postgresql://tikflow@db/tikflow"
     assert config.mask_url("not a url") == "not a url"
     assert config.mask_url("https://a:b@[::1/") == "https://a:b@[::1/"
+
+
+def test_config_reference_covers_every_setting():
+    """The generated reference has one row per setting, secrets without a default."""
+    table = config.settings_reference_markdown()
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+
+    assert len(rows) == len(config.setting_descriptions(config.Settings))
+    assert any(row.startswith("| `routeros.max_per_device` |") and "| `2` | `2` | `1` |" in row
+               for row in rows)
+    master_key = next(row for row in rows if row.startswith("| `master_key` |"))
+    assert "`TIKFLOW_MASTER_KEY_FILE`" in master_key
+    assert "secret, no default" in master_key
+
+
+def test_config_reference_update_rewrites_marked_section(tmp_path):
+    """--update replaces only the text between the markers and reports no change the second time."""
+    document = write(
+        tmp_path / "doc.md",
+        f"intro\n{config.REFERENCE_START}\nstale\n{config.REFERENCE_END}\noutro\n",
+    )
+
+    first = runner.invoke(config.app, ["reference", "--update", str(document)])
+    second = runner.invoke(config.app, ["reference", "--update", str(document)])
+
+    text = document.read_text()
+    assert first.exit_code == 0
+    assert "updated" in first.output
+    assert "already up to date" in second.output
+    assert "stale" not in text
+    assert text.startswith("intro\n")
+    assert text.endswith(f"{config.REFERENCE_END}\noutro\n")
+    assert config.settings_reference_markdown() in text
+
+
+def test_config_reference_update_needs_markers(tmp_path):
+    """A document without the markers is left alone and the command exits 2."""
+    document = write(tmp_path / "doc.md", "no markers here\n")
+
+    result = runner.invoke(config.app, ["reference", "--update", str(document)])
+
+    assert result.exit_code == 2
+    assert config.REFERENCE_START in result.output
+    assert document.read_text() == "no markers here\n"
+
+
+def test_configuration_doc_names_every_variable():
+    """docs/configuration.md lists the environment variable of every setting."""
+    document = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    missing = [
+        config.env_variable_name(path)
+        for path in config.setting_descriptions(config.Settings)
+        if f"`{config.env_variable_name(path)}`" not in document
+    ]
+
+    assert missing == [], (
+        "docs/configuration.md is out of date; run "
+        "`tikflow config reference --update docs/configuration.md`"
+    )
