@@ -19,17 +19,19 @@ down_revision = '0002'
 branch_labels = None
 depends_on = None
 
-_POSTGRES_GUARD = """
+# asyncpg runs one statement per execute, so the function and the trigger are separate.
+_POSTGRES_GUARDS = ["""
 CREATE OR REPLACE FUNCTION tikflow_audit_events_append_only() RETURNS trigger AS $$
 BEGIN
     RAISE EXCEPTION 'audit_events is append-only: % is not allowed', TG_OP
         USING ERRCODE = 'insufficient_privilege';
 END;
-$$ LANGUAGE plpgsql;
+$$ LANGUAGE plpgsql
+""", """
 CREATE TRIGGER audit_events_append_only
     BEFORE UPDATE OR DELETE ON audit_events
-    FOR EACH ROW EXECUTE FUNCTION tikflow_audit_events_append_only();
-"""
+    FOR EACH ROW EXECUTE FUNCTION tikflow_audit_events_append_only()
+"""]
 
 _SQLITE_GUARDS = [
     """CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events
@@ -65,7 +67,8 @@ def upgrade() -> None:
 
     dialect = op.get_bind().dialect.name
     if dialect == "postgresql":
-        op.execute(_POSTGRES_GUARD)
+        for statement in _POSTGRES_GUARDS:
+            op.execute(statement)
     elif dialect == "sqlite":
         for statement in _SQLITE_GUARDS:
             op.execute(statement)
