@@ -193,11 +193,15 @@ class PlanApplyActivities:
         if change.status in ("pending", "undone"):
             return UndoResult(seq=step.seq, undone=False, note=f"step was {change.status}")
         async with self._device(change.device_id) as (device, client):
-            await self._undo(change, client)
+            changed = await self._undo(change, client)
+        if not changed and change.status == "failed":
+            # The device rejected the step and nothing of it landed: it stays "failed".
+            return UndoResult(seq=step.seq, undone=False, note="nothing of the failed step was applied")
         await self._update_change(change, status="undone")
-        return UndoResult(seq=step.seq, undone=True)
+        return UndoResult(seq=step.seq, undone=changed)
 
-    async def _undo(self, change: PlanChange, client: DeviceClient) -> None:
+    async def _undo(self, change: PlanChange, client: DeviceClient) -> bool:
+        """Undo what of ``change`` is on the device; return whether anything was changed."""
         rows = await client.print(change.path)
         present = {row.get(".id") for row in rows}
         if change.action == "add":
@@ -208,7 +212,8 @@ class PlanApplyActivities:
                 created = matching[0] if matching else None
             if created and created in present:
                 await client.remove(change.path, [created])
-            return
+                return True
+            return False
         if change.action == "set":
             for target in change.targets:
                 before = target["before"]
@@ -219,7 +224,8 @@ class PlanApplyActivities:
                     await client.command(f"{change.path}/unset",
                                          {".id": target["id"], "value-name": key} if target["id"]
                                          else {"value-name": key})
-            return
+            return True
+        restored = False
         snapshot = (await self._snapshot_tables(change.plan_id, change.device_id)).get(change.path, [])
         for target in change.targets:
             if target["id"] in present:
@@ -231,6 +237,8 @@ class PlanApplyActivities:
                     values["place-before"] = following
             new_id = await client.add(change.path, values)
             present.add(new_id)
+            restored = True
+        return restored
 
     @activity.defn
     async def verify_applied(self, step: DeviceStepInput) -> VerifyResult:

@@ -127,12 +127,13 @@ async def _register(settings, endpoints: list[dict]) -> list[str]:
                             select(Credential).where(Credential.device_id == existing.id))).all():
                         credential.active = False
             if existing is not None:
-                await inventory.add_credential(existing.id, record["username"], record["password"],
+                await inventory.add_credential(existing.id, record.get("service_username", record["username"]),
+                                               record.get("service_password", record["password"]),
                                                generation=int(time.time()))
             else:
                 await enrol_device(inventory, settings, name=record["name"], address=host, port=port,
-                                   transport="api", environment="lab", username=record["username"],
-                                   password=record["password"], tags=["simulated"])
+                                   transport="api", environment="lab", username=record.get("service_username", record["username"]),
+                                   password=record.get("service_password", record["password"]), tags=["simulated"])
             names.append(record["name"])
     finally:
         await db.dispose()

@@ -1,0 +1,71 @@
+"""A ``tikflow simulate`` process and a client for its loopback control endpoint."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tikflow.devstack import Supervisor, read_simulator_endpoints, venv_binary
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLES_DIR = REPO / "simulator" / "samples"
+REAL_EXPORTS_DIR = REPO.parent / "shared" / "data" / "exports"
+
+
+def product_samples() -> list[Path]:
+    return sorted(SAMPLES_DIR.glob("*.rsc"))
+
+
+def real_exports() -> list[Path]:
+    """The real-world exports, when the folder exists beside the repository (it does in CI)."""
+    return sorted(REAL_EXPORTS_DIR.glob("*.rsc")) if REAL_EXPORTS_DIR.is_dir() else []
+
+
+@dataclass
+class SimulatorProcess:
+    endpoints: list[dict[str, Any]]
+    supervisor: Supervisor = field(repr=False)
+
+    @property
+    def control_url(self) -> str:
+        return f"http://{self.endpoints[0]['control']}"
+
+    def endpoint(self, name: str) -> dict[str, Any]:
+        return next(e for e in self.endpoints if e["name"] == name)
+
+    def state(self, name: str, path: str) -> list[dict[str, str]]:
+        response = httpx.get(f"{self.control_url}/devices/{name}/state", params={"path": path},
+                             timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+    def set_faults(self, name: str, faults: dict[str, Any]) -> None:
+        response = httpx.post(f"{self.control_url}/devices/{name}/faults", json=faults, timeout=10)
+        response.raise_for_status()
+
+    def clear_faults(self, name: str) -> None:
+        httpx.delete(f"{self.control_url}/devices/{name}/faults", timeout=10).raise_for_status()
+
+    def stop(self) -> None:
+        self.supervisor.stop()
+
+
+def start_simulator(*, devices: int = 1, export: Path | None = None,
+                    version: str | None = None) -> SimulatorProcess:
+    args = [venv_binary("tikflow"), "simulate", "--devices", str(devices), "--json"]
+    if export is not None:
+        args += ["--from-export", str(export)]
+    if version is not None:
+        args += ["--version", version]
+    supervisor = Supervisor()
+    process = supervisor.start("simulator", args, stdout=subprocess.PIPE)
+    try:
+        endpoints = read_simulator_endpoints(process, devices, timeout=120)
+    except Exception:
+        supervisor.stop()
+        raise
+    return SimulatorProcess(endpoints=endpoints, supervisor=supervisor)

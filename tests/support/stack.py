@@ -1,0 +1,116 @@
+"""The tikflow processes of an end-to-end test: migrated database, worker and api."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx2
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+from inventory.devices import load_key_ring
+from storage.migrate import upgrade
+from tikflow.devstack import Supervisor, free_port, venv_binary, wait_for_port
+from tikflow.settings import Settings
+
+
+class ToolFailed(AssertionError):
+    """A tool call returned an error result; the message is the tool's text."""
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    env: dict[str, str]
+    api_url: str
+    token: str
+    log_dir: Path
+    supervisor: Supervisor = field(repr=False)
+
+    @asynccontextmanager
+    async def mcp(self, token: str | None = None) -> AsyncIterator[McpSession]:
+        headers = {"Authorization": f"Bearer {token or self.token}"}
+        async with httpx2.AsyncClient(headers=headers, timeout=60) as http:
+            transport = streamable_http_client(f"{self.api_url}/mcp", http_client=http)
+            async with Client(transport) as client:
+                yield McpSession(client)
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace") for p in sorted(self.log_dir.glob("*.log")))
+
+    def stop(self) -> None:
+        self.supervisor.stop()
+
+
+@dataclass
+class McpSession:
+    client: Client
+
+    async def call(self, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        """Call a tool and return its structured result; raise ToolFailed on a tool error."""
+        result = await self.client.call_tool(tool, arguments)
+        if result.is_error:
+            raise ToolFailed(" ".join(getattr(c, "text", "") for c in result.content))
+        return result.structured_content
+
+    async def error(self, tool: str, arguments: dict[str, Any]) -> str:
+        """Call a tool that must fail and return its error text."""
+        result = await self.client.call_tool(tool, arguments)
+        assert result.is_error, f"{tool} succeeded but was expected to fail: {result.structured_content}"
+        return " ".join(getattr(c, "text", "") for c in result.content)
+
+
+def stack_settings(*, database_url: str, temporal_address: str, var_dir: Path,
+                   api_port: int, task_queue: str, token: str) -> tuple[Settings, dict[str, str]]:
+    env = {
+        "TIKFLOW_ENV": "lab",
+        "TIKFLOW_VAR_DIR": str(var_dir),
+        "TIKFLOW_DEV_TOKEN": token,
+        "TIKFLOW_DATABASE__URL": database_url,
+        "TIKFLOW_TEMPORAL__ADDRESS": temporal_address,
+        "TIKFLOW_TEMPORAL__TASK_QUEUE": task_queue,
+        "TIKFLOW_API__PORT": str(api_port),
+        "TIKFLOW_ROUTEROS__RETRIES": "3",
+        "TIKFLOW_ROUTEROS__COMMAND_TIMEOUT": "10",
+        "TIKFLOW_LOGGING__FORMAT": "json",
+    }
+    settings = Settings(
+        env="lab", var_dir=var_dir, dev_token=token, database={"url": database_url},
+        temporal={"address": temporal_address, "task_queue": task_queue},
+        api={"port": api_port}, routeros={"retries": 3, "command_timeout": 10},
+    )
+    return settings, env
+
+
+def start_stack(*, database_url: str, temporal_address: str, var_dir: Path,
+                workers: int = 1) -> Stack:
+    """Migrate the database, then start ``workers`` worker processes and one api process."""
+    upgrade(database_url)
+    token = secrets.token_urlsafe(24)
+    api_port = free_port()
+    settings, env_vars = stack_settings(
+        database_url=database_url, temporal_address=temporal_address, var_dir=var_dir,
+        api_port=api_port, task_queue=f"tikflow-test-{uuid.uuid4().hex[:8]}", token=token)
+    env = dict(os.environ) | env_vars
+    load_key_ring(settings)  # create the lab key once, before two processes race to do it
+    log_dir = var_dir / "log"
+    supervisor = Supervisor()
+    tikflow = venv_binary("tikflow")
+    try:
+        for index in range(workers):
+            supervisor.start(f"worker{index}", [tikflow, "worker"], env=env,
+                             log_file=log_dir / f"worker{index}.log")
+        api = supervisor.start("api", [tikflow, "api"], env=env, log_file=log_dir / "api.log")
+        wait_for_port(api_port, timeout=60, process=api)
+    except Exception:
+        supervisor.stop()
+        raise
+    return Stack(settings=settings, env=env, api_url=f"http://127.0.0.1:{api_port}", token=token,
+                 log_dir=log_dir, supervisor=supervisor)
