@@ -87,7 +87,7 @@ async def open_client(target: DeviceTarget) -> DeviceClient:
     """Connect and log in to ``target`` with its transport.
 
     Raises:
-        DeviceError: Connecting or logging in failed; the subclass says why.
+        DeviceError: Connecting or logging in failed. The subclass names the cause.
     """
     # Imported here so that importing this module stays cheap for code that only needs the
     # interface (workflow sandboxes re-import modules).
@@ -122,8 +122,8 @@ def export_arguments(
 ) -> dict[str, str]:
     """Return the ``/export`` arguments that give the requested output on this version.
 
-    RouterOS 6 prints secrets unless told ``hide-sensitive``; RouterOS 7 hides them unless
-    told ``show-sensitive``, and each version rejects the other's word.
+    RouterOS 6 prints secrets unless the command includes ``hide-sensitive``, and RouterOS 7
+    hides them unless it includes ``show-sensitive``. Each version rejects the other's word.
     """
     arguments: dict[str, str] = {}
     if terse:
@@ -194,12 +194,12 @@ async def _read_file(client: DeviceClient, file_row: Row, version: tuple[int, ..
 
 
 async def _remove_file(client: DeviceClient, file_id: str) -> None:
-    """Delete the temporary file, keeping any earlier error as the one the caller sees."""
+    """Delete the temporary file without replacing an error that is already propagating."""
     if not client.healthy:
         return
     try:
         await client.remove("/file", [file_id])
     except DeviceError:
-        # NOTE: the file then stays on the device until someone deletes it. It holds the
+        # NOTE: the file then stays on the device until someone deletes it. It contains the
         # configuration, including secrets when show_sensitive was requested.
         pass

@@ -48,7 +48,7 @@ class DeviceError(Exception):
             example after a network fault. False when the request or the credentials must
             change first.
         device_message: The text the device sent (trap message, REST ``detail`` or CLI line),
-            or None when the failure happened before the device answered.
+            or None when the failure happened before the device replied.
         category: The API trap category when the device sent one.
     """
 
@@ -248,38 +248,42 @@ def _from_exception(exc: BaseException, action: str, secret: str | None) -> Devi
     return error_class(f"{action} failed: {reason}: {detail}")
 
 
+# Exceptions that carry no device message, most specific first: the first matching row wins.
+_EXCEPTION_CLASSES: tuple[tuple[tuple[type[BaseException], ...], type[DeviceError], str], ...] = (
+    ((asyncssh.HostKeyNotVerifiable,), HostKeyVerificationFailed, "SSH host key not verified"),
+    ((asyncssh.PermissionDenied,), AuthenticationFailed, "SSH login rejected"),
+    (
+        (asyncssh.ConnectionLost, asyncssh.DisconnectError, asyncssh.ChannelOpenError),
+        ConnectionLost,
+        "SSH connection closed",
+    ),
+    ((ssl.SSLCertVerificationError,), TlsVerificationFailed, "TLS certificate not verified"),
+    ((ssl.SSLError,), TlsVerificationFailed, "TLS handshake failed"),
+    ((httpx.ConnectTimeout,), DeviceTimeout, "connect timed out"),
+    ((httpx.TimeoutException, asyncio.TimeoutError, TimeoutError), DeviceTimeout, "timed out"),
+    ((httpx.RemoteProtocolError,), ConnectionLost, "HTTP connection closed"),
+    ((lro.FatalError,), ConnectionLost, "device sent !fatal"),
+    (
+        (lro.ConnectionClosed, ConnectionResetError, BrokenPipeError, EOFError),
+        ConnectionLost,
+        "connection closed",
+    ),
+    ((lro.ProtocolError, UnicodeError), ProtocolViolation, "malformed reply"),
+    ((OSError,), DeviceUnreachable, "connect failed"),
+)
+
+
 def _exception_class(exc: BaseException) -> tuple[type[DeviceError], str]:
     """Pick the class and a short reason for an exception that carries no device message."""
-    if isinstance(exc, asyncssh.HostKeyNotVerifiable):
-        return HostKeyVerificationFailed, "SSH host key not verified"
-    if isinstance(exc, asyncssh.PermissionDenied):
-        return AuthenticationFailed, "SSH login rejected"
-    if isinstance(
-        exc, asyncssh.ConnectionLost | asyncssh.DisconnectError | asyncssh.ChannelOpenError
-    ):
-        return ConnectionLost, "SSH connection closed"
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return TlsVerificationFailed, "TLS certificate not verified"
-    if isinstance(exc, ssl.SSLError):
-        return TlsVerificationFailed, "TLS handshake failed"
-    if isinstance(exc, httpx.ConnectTimeout):
-        return DeviceTimeout, "connect timed out"
-    if isinstance(exc, httpx.TimeoutException | asyncio.TimeoutError | TimeoutError):
-        return DeviceTimeout, "timed out"
     if isinstance(exc, httpx.ConnectError):
         return _connect_error_class(exc), "connect failed"
-    if isinstance(exc, httpx.RemoteProtocolError):
-        return ConnectionLost, "HTTP connection closed"
-    if isinstance(exc, httpx.TransportError):
+    if isinstance(exc, httpx.TransportError) and not isinstance(
+        exc, httpx.TimeoutException | httpx.RemoteProtocolError
+    ):
         return ConnectionLost, "HTTP transport failed"
-    if isinstance(exc, lro.FatalError):
-        return ConnectionLost, "device sent !fatal"
-    if isinstance(exc, lro.ConnectionClosed | ConnectionResetError | BrokenPipeError | EOFError):
-        return ConnectionLost, "connection closed"
-    if isinstance(exc, lro.ProtocolError | UnicodeError):
-        return ProtocolViolation, "malformed reply"
-    if isinstance(exc, ConnectionRefusedError | OSError):
-        return DeviceUnreachable, "connect failed"
+    for exception_types, error_class, reason in _EXCEPTION_CLASSES:
+        if isinstance(exc, exception_types):
+            return error_class, reason
     return CommandFailed, "unexpected failure"
 
 

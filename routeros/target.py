@@ -24,7 +24,7 @@ _FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")
 
 @dataclass(frozen=True)
 class DeviceTarget:
-    """Where and how to reach one device.
+    """Address, credentials and connection policy of one device.
 
     ``repr()`` and ``str()`` show the password as ``***``.
 

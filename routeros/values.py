@@ -8,7 +8,7 @@ Transports return rows as ``dict[str, str]`` exactly as the device sent them. Th
   ``backslashreplace`` handler (byte 0xD0 becomes the four characters ``\\xd0``). The fallback
   keeps every byte visible and the text valid Unicode, so it survives JSON, pydantic and
   database columns (``surrogateescape`` text does not);
-* parsers for booleans, flags, integers and durations, and per-menu schemas that say which
+* parsers for booleans, flags, integers and durations, and per-menu schemas that declare which
   property has which type, so ``"0000"`` in a name stays a string;
 * the encode direction: Python values to the strings every RouterOS version accepts.
 """
@@ -229,7 +229,7 @@ def format_duration(value: Duration) -> str:
 
 
 class PropertyKind(StrEnum):
-    """How a property's raw string is typed."""
+    """Type of a property's raw string."""
 
     TEXT = "text"
     BOOL = "bool"

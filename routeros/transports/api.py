@@ -120,7 +120,7 @@ class _RawApi(AsyncApi):
 
 
 async def _login(api: _RawApi, username: str, password: str, *, target: DeviceTarget) -> None:
-    """Log in with the post-6.43 method, answering a challenge if an older device sends one.
+    """Log in with the post-6.43 method, and with the MD5 challenge if an older device sends one.
 
     The pinned certificate is checked first, so the password never reaches an impostor.
     """
@@ -286,7 +286,7 @@ class ApiClient:
                 self._api.run(command, words), timeout=self.target.command_timeout
             )
         except asyncio.CancelledError:
-            # The reply may still arrive and would answer the next command instead.
+            # The reply may still arrive and would be read as the reply to the next command.
             self._healthy = False
             raise
         except ValueError as exc:

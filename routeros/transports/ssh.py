@@ -93,7 +93,7 @@ def quote_value(value: str, encoding: str) -> str:
 def parse_terse(output: str) -> list[Row]:
     """Parse ``print terse`` output into rows.
 
-    Each line holds an optional item number or ``*id``, optional flag letters and then
+    Each line contains an optional item number or ``*id``, optional flag letters and then
     ``name=value`` pairs. An id becomes ``.id``; the flags X, D and I become
     ``disabled``/``dynamic``/``invalid`` = ``true`` unless the line lists them itself.
 
