@@ -32,6 +32,7 @@ SpecialHandler = Callable[[Session, str, dict[str, str], list[str]], Result]
 
 MAX_FILE_CONTENTS = 60 * 1024
 MAX_READ_CHUNK = 32768
+MAX_LOG_ENTRIES = 1000
 
 
 def _require(session: Session, *policies: str) -> None:
@@ -151,9 +152,11 @@ def export_command(session: Session, command: str, attrs: dict[str, str], querie
     state = session.state
     if "show-sensitive" in attrs and not state.version_at_least(7):
         raise CommandError(Trap("unknown parameter show-sensitive"))
-    if "show-sensitive" in attrs or "hide-sensitive" not in attrs and not state.version_at_least(7):
+    if _flag(attrs, "show-sensitive"):
         _require(session, "sensitive")
-    show = _flag(attrs, "show-sensitive") or (not state.version_at_least(7) and "hide-sensitive" not in attrs)
+    # RouterOS 6 shows secrets unless told otherwise, but only to users allowed to see them.
+    v6_default = not state.version_at_least(7) and "hide-sensitive" not in attrs and session.can("sensitive")
+    show = _flag(attrs, "show-sensitive") or v6_default
     menu = command.rpartition("/")[0] or None
     text = exporter.render_export(state, terse=_flag(attrs, "terse"), show_sensitive=show, menu=menu)
     name = attrs.get("file")
@@ -374,6 +377,18 @@ def script_run(session: Session, command: str, attrs: dict[str, str], queries: l
     return Result()
 
 
+def log_message(session: Session, command: str, attrs: dict[str, str], queries: list[str]) -> Result:
+    """``/log/info message=...`` (and warning, error, debug) appends to ``/log``."""
+    level = command.rpartition("/")[2]
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+    entry = {"time": stamp, "topics": f"script,{level}", "message": attrs.get("message", "")}
+    session.state.create_item("/log", entry)
+    log_table = session.state.writable("/log")
+    # RouterOS keeps a bounded memory log; the oldest entries go first.
+    del log_table.items[:-MAX_LOG_ENTRIES]
+    return Result()
+
+
 def identity_set(session: Session, command: str, attrs: dict[str, str], queries: list[str]) -> Result:
     """``/system/identity/set name=``."""
     _require(session, "write")
@@ -402,6 +417,10 @@ SPECIAL_COMMANDS: dict[str, SpecialHandler] = {
     "/system/scheduler/add": scheduler_add,
     "/system/identity/set": identity_set,
     "/system/script/run": script_run,
+    "/log/info": log_message,
+    "/log/warning": log_message,
+    "/log/error": log_message,
+    "/log/debug": log_message,
 }
 
 __all__ = ["SPECIAL_COMMANDS", "execute", "export_command", "find_file", "write_file"]

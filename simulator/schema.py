@@ -245,6 +245,7 @@ MENUS: dict[str, MenuSchema] = {
 # Menus known to exist on every device even while empty, so printing them is not an error.
 KNOWN_EMPTY_MENUS = frozenset(MENUS) | {
     "/interface",
+    "/log",
     "/ip/dhcp-server/network",
     "/ip/dhcp-server/lease",
     "/ip/arp",

@@ -16,8 +16,10 @@ VERBS = frozenset(
     {
         "add", "set", "remove", "enable", "disable", "unset", "load", "save", "import", "run",
         "print", "export", "reset-configuration", "reboot", "move", "comment",
+        "info", "warning", "error", "debug",
     }
 )
+LOG_VERBS = frozenset({"info", "warning", "error", "debug"})
 SELECTING_VERBS = frozenset({"set", "remove", "enable", "disable", "unset", "run"})
 _SIMPLE_ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "r": "\r", "t": "\t", "$": "$", "?": "?", "_": " ",
                    "a": "\a", "b": "\b", "f": "\f", "v": "\v"}
@@ -57,11 +59,14 @@ def parse_script(text: str) -> list[ScriptCommand]:
         if tokens[0].startswith("/"):
             first = tokens.pop(0)
             path_words = [word for word in first.split("/") if word]
-            while tokens and tokens[0] not in VERBS and "=" not in tokens[0] and not tokens[0].startswith("["):
+            while tokens and tokens[0] not in VERBS and "=" not in tokens[0] and not tokens[0].startswith(("[", '"')):
                 path_words.append(tokens.pop(0))
             if not tokens:
                 menu = "/" + "/".join(path_words)
                 continue
+            if tokens[0] not in VERBS and path_words and path_words[-1] in VERBS:
+                # A top-level command such as "/import file-name=x" has no menu words.
+                tokens.insert(0, path_words.pop())
             path = "/" + "/".join(path_words)
         else:
             path = menu
@@ -78,6 +83,10 @@ def _command(path: str, tokens: list[str], number: int) -> ScriptCommand:
         command.selector = tokens.pop(0)
         command.selector_filter = _find_filter(command.selector)
     for token in tokens:
+        if verb in LOG_VERBS and "=" not in token:
+            # "/log info text" takes its message as a positional word.
+            command.properties.append(("message", unquote(token)))
+            continue
         name, has_value, value = token.partition("=")
         command.properties.append((name, unquote(value) if has_value else None))
     return command

@@ -338,10 +338,10 @@ class DeviceState:
     def interface_items(self) -> Iterator[tuple[str, Item]]:
         """Yield ``(menu path, item)`` for every interface of every interface menu, by id."""
         found: list[tuple[str, Item]] = []
-        for path, kind in schemas.INTERFACE_MENUS.items():
+        for path in schemas.INTERFACE_MENUS:
             table = self.tables.get(path)
             if table is not None:
-                found.extend((path, item) for item in table.items if kind)
+                found.extend((path, item) for item in table.items)
         found.sort(key=lambda pair: parse_id(pair[1].get(".id", "")) or 0)
         return iter(found)
 

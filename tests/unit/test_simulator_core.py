@@ -288,3 +288,35 @@ def test_script_run_stops_at_failing_line(admin: Session) -> None:
 def test_script_durations(text: str, seconds: float | None) -> None:
     """RouterOS durations parse to seconds; unknown words do not."""
     assert parse_duration(text) == (pytest.approx(seconds) if seconds is not None else None)
+
+
+def test_script_top_level_commands() -> None:
+    """Commands without menu words, such as /import, parse as verb on the root menu."""
+    commands = parse_script('/import file-name=candidate.rsc\n/system/backup/load name=x password=""\n')
+    assert [(c.path, c.verb) for c in commands] == [("/", "import"), ("/system/backup", "load")]
+    assert commands[0].properties == [("file-name", "candidate.rsc")]
+
+
+def test_script_removes_scheduler_by_find(admin: Session) -> None:
+    """A script can remove a scheduler job through [ find name=... ]."""
+    execute(admin, "/system/scheduler/add", {"name": "once", "interval": "1h", "on-event": "/log info x"})
+    run_script_text(admin, "/system scheduler remove [ find name=once ]")
+    jobs = admin.state.table("/system/scheduler")
+    assert jobs is not None
+    assert jobs.items == []
+
+
+def test_script_import_runs_file(admin: Session) -> None:
+    """A script line /import file-name=... runs the file's commands."""
+    _ok(execute(admin, "/file/add", {"name": "pool.rsc", "contents": "/ip pool\nadd name=imported\n"}))
+    run_script_text(admin, "/import file-name=pool.rsc")
+    pools = admin.state.table("/ip/pool")
+    assert pools is not None
+    assert [item["name"] for item in pools.items] == ["imported"]
+
+
+def test_script_log_info_appends(admin: Session) -> None:
+    """``/log info "text"`` in a script adds an entry to /log."""
+    run_script_text(admin, '/log info "rollback armed"')
+    rows = _ok(execute(admin, "/log/print", {".proplist": "topics,message"})).rows
+    assert rows == [{"topics": "script,info", "message": "rollback armed"}]
