@@ -38,6 +38,8 @@ DEFAULT_COLUMNS: dict[str, tuple[str, ...]] = {
     "/system/script": ("name", "owner", "run-count"),
 }
 _MAX_GENERIC_COLUMNS = 4
+# Characters before the first table cell: item number, flags and separators.
+_TABLE_LEAD = 6
 _QUOTE_TRIGGERS = frozenset(' "\\;$?{}[]()=\'')
 
 
@@ -102,8 +104,9 @@ def table(
     if not rows:
         return ""
     columns = _columns(path, rows)
+    widths = [max([len(c), *(len(row.get(c, "")) for row in rows)]) for c in columns]
+    columns, widths = _fit_columns(columns, widths, width)
     headers = [column.upper() for column in columns]
-    widths = [max([len(h), *(len(row.get(c, "")) for row in rows)]) for h, c in zip(headers, columns)]
     lines = [_legend(rows, version7)] if _has_flags(rows) else []
     if version7 and columns:
         lines.append(f"Columns: {', '.join(headers)}\n")
@@ -116,6 +119,16 @@ def table(
         cells = [row.get(column, "") for column in columns]
         lines.append(_table_line(label, row["__flags"], cells, widths))
     return "".join(lines)
+
+
+def _fit_columns(columns: list[str], widths: list[int], width: int) -> tuple[list[str], list[int]]:
+    """Drop trailing columns that do not fit ``width``, as the console does; keep at least one."""
+    used = _TABLE_LEAD
+    for index, size in enumerate(widths):
+        used += size + 2
+        if used > width and index > 0:
+            return columns[:index], widths[:index]
+    return columns, widths
 
 
 def _label(number: int, row: Mapping[str, str], show_ids: bool) -> str:

@@ -30,6 +30,8 @@ from simulator.state import DeviceState
 logger = logging.getLogger(__name__)
 
 LICENSE_QUESTION = b"Do you want to see the software license? [Y/n]: "
+# Console width when neither the login name nor the terminal sets one.
+DEFAULT_WIDTH = 80
 # Longest line the shell keeps; further typed bytes are dropped so a client cannot grow it.
 MAX_LINE_BYTES = 65536
 TERMINAL_PROBE = b"\x1bZ"
@@ -217,8 +219,7 @@ class SshServer:
             process.exit(1)
             return
         options = parse_login_name(login)
-        width = options.width or _terminal_width(process)
-        console = Console(session, width=width)
+        console = Console(session, width=_console_width(process, options))
         try:
             if process.command is not None:
                 await self._run_exec(process, console)
@@ -398,9 +399,18 @@ def _probe_answer_end(buffer: bytearray, start: int) -> int | None:
     return None
 
 
-def _terminal_width(process: asyncssh.SSHServerProcess) -> int:
+def _console_width(process: asyncssh.SSHServerProcess, options: LoginOptions) -> int:
+    """Return the width print layouts wrap and cut at.
+
+    Exec requests ignore the ``w`` login option and use 80 columns, as RouterOS does, so a
+    wide table loses its last columns there. Shells take the option, then the pty width.
+    """
+    if process.command is not None:
+        return DEFAULT_WIDTH
+    if options.width:
+        return options.width
     width = process.get_terminal_size()[0]
-    return width if width > 0 else 80
+    return width if width > 0 else DEFAULT_WIDTH
 
 
 def _write(process: asyncssh.SSHServerProcess, text: str) -> None:

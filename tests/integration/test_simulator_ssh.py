@@ -54,7 +54,7 @@ async def device() -> DeviceState:
 
 @pytest.fixture
 async def ssh(device: DeviceState) -> AsyncIterator[SshServer]:
-    server = await start_ssh(device, probe_timeout=0.5)
+    server = await start_ssh(device, license_prompt=False, probe_timeout=0.5)
     yield server
     await server.stop()
 
@@ -442,3 +442,23 @@ async def test_ssh_export_round_trip() -> None:
         checked.append(path.name)
 
     assert len(checked) == len(export_files())
+
+
+async def test_ssh_exec_ignores_width_option(ssh: SshServer, device: DeviceState) -> None:
+    """Exec output is cut at 80 columns whatever ``w`` says; a shell honours the option."""
+    long_name = "vlan-" + "x" * 70
+    device.create_item("/interface/vlan", {"name": long_name, "vlan-id": "99", "interface": "ether1"})
+    device.create_item("/ip/address", {"address": "203.0.113.1/24", "interface": long_name})
+
+    exec_output = await run(ssh, "/ip address print", username="admin+cet512w")
+    async with connect(ssh, username="admin+ct200w") as connection:
+        process = await connection.create_process(term_type="vt100", encoding=None)
+        await read_until(process.stdout, b"] > ")
+        process.stdin.write(b"/ip address print\r")
+        shell_output = await read_until(process.stdout, long_name.encode() + b"\r\n")
+        process.close()
+
+    assert b"NETWORK" in exec_output
+    assert b"INTERFACE" not in exec_output
+    assert long_name.encode() not in exec_output
+    assert b"INTERFACE" in shell_output
