@@ -24,6 +24,7 @@ from tikflow.devstack import (
 )
 
 console = Console(stderr=True)
+SAMPLE_EXPORT = Path(__file__).resolve().parents[2] / "simulator" / "samples" / "lab-router.rsc"
 
 
 def simulator_endpoint(record: dict, transport: str) -> tuple[str, int] | None:
@@ -84,7 +85,7 @@ def dev(
         console.print(f"starting {devices} simulated routers ...")
         simulator = supervisor.start(
             "simulator", [tikflow, "simulate", "--devices", str(devices), "--json",
-                          "--base-port", str(simulator_port)],
+                          "--base-port", str(simulator_port), "--from-export", str(SAMPLE_EXPORT)],
             env=env, stdout=subprocess.PIPE)
         endpoints = read_simulator_endpoints(simulator, devices, timeout=60)
         names = asyncio.run(_register(settings, endpoints))
