@@ -100,6 +100,7 @@ class _RawApi(AsyncApi):
 
     def __init__(self, protocol: AsyncApiProtocol) -> None:
         super().__init__(_RawProtocol(protocol.transport, protocol.encoding, timeout=None))
+        self._tag_counter = 0
 
     async def run(self, command: str, words: list[str]) -> _Reply:
         """Send one sentence and collect its reply sentences until ``!done``."""
@@ -117,6 +118,38 @@ class _RawApi(AsyncApi):
                 reply.done = attributes
                 return reply
             # "!empty" (RouterOS 7.18+) announces that no rows follow; "!done" still comes.
+
+    async def run_limited(self, command: str, words: list[str], limit: int) -> _Reply:
+        """Run a tagged command and ``/cancel`` it once ``limit`` rows have arrived.
+
+        Cancelling stops a device from streaming a large table the caller will not read.
+        The connection is left in step: this returns only after the command's ``!done``
+        and the ``/cancel``'s ``!done`` were both read.
+        """
+        self._tag_counter += 1
+        tag = str(self._tag_counter)
+        cancel_tag: str | None = None
+        await self.protocol.writeSentence(command, *words, f".tag={tag}")
+        reply = _Reply()
+        finished: set[str] = set()
+        while tag not in finished or (cancel_tag is not None and cancel_tag not in finished):
+            reply_word, raw_words = await self.protocol.readSentence()
+            attributes = _parse_words(raw_words)
+            sentence_tag = attributes.pop(".tag", None)
+            if reply_word == "!done" and sentence_tag in (tag, cancel_tag):
+                finished.add(sentence_tag)
+                if sentence_tag == tag:
+                    reply.done = attributes
+            elif sentence_tag != tag:
+                continue  # a trap for the /cancel itself, such as an already finished tag
+            elif reply_word == "!re" and len(reply.rows) < limit:
+                reply.rows.append(attributes)
+            elif reply_word == "!trap" and not (cancel_tag and attributes.get("category") == "2"):
+                reply.traps.append(attributes)
+            if len(reply.rows) >= limit and cancel_tag is None and tag not in finished:
+                cancel_tag = f"{tag}-cancel"
+                await self.protocol.writeSentence("/cancel", f"=tag={tag}", f".tag={cancel_tag}")
+        return reply
 
 
 async def _login(api: _RawApi, username: str, password: str, *, target: DeviceTarget) -> None:
@@ -224,10 +257,9 @@ class ApiClient:
             words.append(f"=.proplist={names}")
         for name, value in (where or {}).items():
             words.append(f"?={check_property_name(name)}={value}")
-        # NOTE: the API has no server-side limit, so every matching row is transferred and
-        # the surplus is dropped here.
-        rows = (await self._run(_menu(path, "print"), words)).rows
-        return rows if limit is None else rows[: max(limit, 0)]
+        if limit is not None and limit <= 0:
+            return []
+        return (await self._run(_menu(path, "print"), words, limit=limit)).rows
 
     async def get(self, path: str) -> Row:
         """Return the one row of a singleton menu, or ``{}`` if the device sends none."""
@@ -267,24 +299,29 @@ class ApiClient:
         except Exception:  # noqa: BLE001 (closing must not fail; the socket is gone either way)
             pass
 
-    async def _run(self, command: str, words: list[str]) -> _Reply:
-        """Run one command under the command timeout and raise its traps as errors."""
+    async def _run(self, command: str, words: list[str], *, limit: int | None = None) -> _Reply:
+        """Run one command under the command timeout and raise its traps as errors.
+
+        With ``limit`` the command is cancelled on the device after that many rows.
+        """
         async with self._lock:
             if not self.healthy:
                 raise ConnectionLost(
                     f"{command} not sent: the connection to {self.target.describe()} failed "
                     "or was closed; open a new client"
                 )
-            reply = await self._run_unlocked(command, words)
+            reply = await self._run_unlocked(command, words, limit)
         if reply.traps:
             raise _trap_error(command, reply.traps, self.target)
         return reply
 
-    async def _run_unlocked(self, command: str, words: list[str]) -> _Reply:
+    async def _run_unlocked(self, command: str, words: list[str], limit: int | None) -> _Reply:
+        if limit is None:
+            running = self._api.run(command, words)
+        else:
+            running = self._api.run_limited(command, words, limit)
         try:
-            return await asyncio.wait_for(
-                self._api.run(command, words), timeout=self.target.command_timeout
-            )
+            return await asyncio.wait_for(running, timeout=self.target.command_timeout)
         except asyncio.CancelledError:
             # The reply may still arrive and would be read as the reply to the next command.
             self._healthy = False

@@ -293,3 +293,27 @@ async def test_device_access_large_export_reads_in_chunks(
     assert "comment=entry-0 " in text or "comment=entry-0\n" in text
     assert "entry-1499" in text
     assert text.count("list=bulk") == 1500
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+async def test_device_access_limit_keeps_connection_in_step(
+    fleet: Fleet, device: Device, variant: str
+) -> None:
+    """A limited print on a large table returns the first rows and the next command works."""
+    for index in range(800):
+        device.state.create_item(
+            "/ip/firewall/address-list",
+            {"list": "bulk", "address": f"10.{index // 250}.{index % 250}.2"},
+        )
+    client = await open_client(make_target(fleet, device, variant))
+    try:
+        first = await client.print("/ip/firewall/address-list", proplist=["address"], limit=3)
+        identity = await client.get("/system/identity")
+        everything = await client.print("/ip/firewall/address-list", proplist=["address"])
+        nothing = await client.print("/ip/firewall/address-list", limit=0)
+    finally:
+        await client.close()
+    assert first == [{"address": "10.0.0.2"}, {"address": "10.0.1.2"}, {"address": "10.0.2.2"}]
+    assert identity["name"] == "MikroTik"
+    assert len(everything) == 800
+    assert nothing == []
