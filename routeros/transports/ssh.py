@@ -60,6 +60,22 @@ def find_error_line(output: str) -> str | None:
     return None
 
 
+# Values made only of these characters need no quotes, as in exports. Leaving them bare lets
+# the console parse them by the property's type (numbers, ids such as *1, addresses).
+_BARE_VALUE = re.compile(r"[A-Za-z0-9._:/*+@,-]+")
+
+
+def format_value(value: str, encoding: str) -> str:
+    """Return a value as the console needs it: bare when safe, else quoted and escaped.
+
+    Raises:
+        ValueError: The value cannot be encoded in the device's encoding.
+    """
+    if _BARE_VALUE.fullmatch(value):
+        return value
+    return quote_value(value, encoding)
+
+
 def quote_value(value: str, encoding: str) -> str:
     """Quote a value for the console, escaping what the scripting language requires.
 
@@ -299,15 +315,13 @@ class SshClient:
             check_property_name(name)
             if name.startswith("!"):
                 return name
-            return f"{name}={quote_value(value, self.target.encoding)}"
+            return f"{name}={format_value(value, self.target.encoding)}"
         except ValueError as exc:
             raise InvalidValue(str(exc)) from None
 
     def _item(self, item_id: str) -> str:
-        if _ITEM_ID.match(item_id):
-            return item_id
         try:
-            return quote_value(item_id, self.target.encoding)
+            return format_value(item_id, self.target.encoding)
         except ValueError as exc:
             raise InvalidValue(str(exc)) from None
 

@@ -7,6 +7,7 @@ from routeros.transports.rest import escape_control_characters, parse_json_body,
 from routeros.transports.ssh import (
     clean_output,
     find_error_line,
+    format_value,
     parse_print,
     parse_terse,
     quote_value,
@@ -132,3 +133,13 @@ def test_quote_value_escapes_special_and_non_ascii() -> None:
     assert quote_value('a "b" $c ?d\\', "utf-8") == '"a \\"b\\" \\$c \\?d\\\\"'
     assert quote_value("При", "cp1251") == '"\\CF\\F0\\E8"'
     assert quote_value("line\nnext", "utf-8") == '"line\\nnext"'
+
+
+def test_format_value_bare_when_safe() -> None:
+    """Ids, numbers and addresses stay bare; spaces, quotes and empty values are quoted."""
+    assert format_value("*1A", "utf-8") == "*1A"
+    assert format_value("10.0.0.1/24", "utf-8") == "10.0.0.1/24"
+    assert format_value("ether1,ether2", "utf-8") == "ether1,ether2"
+    assert format_value("", "utf-8") == '""'
+    assert format_value("two words", "utf-8") == '"two words"'
+    assert format_value("!dynamic", "utf-8") == '"!dynamic"'
