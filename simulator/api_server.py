@@ -215,6 +215,8 @@ class ApiConnection:
                     await self._handle(words)
         except (asyncio.IncompleteReadError, ConnectionError, ProtocolViolation, ssl.SSLError) as error:
             logger.debug("api connection closed: %s", type(error).__name__)
+        except Exception:
+            logger.exception("api connection failed inside the simulator")
         finally:
             for task in [*self._running.values(), *self._untagged]:
                 task.cancel()

@@ -158,7 +158,10 @@ def export_command(session: Session, command: str, attrs: dict[str, str], querie
     v6_default = not state.version_at_least(7) and "hide-sensitive" not in attrs and session.can("sensitive")
     show = _flag(attrs, "show-sensitive") or v6_default
     menu = command.rpartition("/")[0] or None
-    text = exporter.render_export(state, terse=_flag(attrs, "terse"), show_sensitive=show, menu=menu)
+    try:
+        text = exporter.render_export(state, terse=_flag(attrs, "terse"), show_sensitive=show, menu=menu)
+    except ValueError as error:
+        raise CommandError(Trap(f"failure: export failed: {error}", CATEGORY_GENERAL)) from error
     name = attrs.get("file")
     if name:
         _require(session, "write")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -32,7 +33,10 @@ PERMISSION_DENIED = "not enough permissions (9)"
 # Files bigger than this show no ``contents`` in print, so clients must use /file/read.
 INLINE_CONTENTS_LIMIT = 4095
 
+PROPERTY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 WRITE_VERBS = frozenset({"add", "set", "remove", "enable", "disable", "unset", "move", "comment"})
+# Verbs that address one item of a table and so do not exist on singleton menus.
+ITEM_VERBS = frozenset({"add", "remove", "enable", "disable"})
 LIST_FLAG_MENUS = ("/ip/", "/ipv6/", "/routing/", "/interface/bridge/port", "/interface/list/member")
 
 
@@ -115,6 +119,10 @@ def execute(
         return Result(traps=error.traps)
     except QueryError as error:
         return Result(traps=[Trap(str(error), CATEGORY_API)])
+    except Exception:
+        # A simulator bug must not take a transport down; the client sees a general failure.
+        logger.exception("command %s failed inside the simulator", command)
+        return Result(traps=[Trap("failure: internal simulator error", CATEGORY_GENERAL)])
 
 
 def _dispatch(session: Session, command: str, attrs: dict[str, str], queries: list[str]) -> Result:
@@ -128,6 +136,10 @@ def _dispatch(session: Session, command: str, attrs: dict[str, str], queries: li
     if not path or not state.has_menu(path) or verb not in GENERIC_VERBS:
         if path and state.has_menu(path) and verb == "export":
             return commands.export_command(session, command, attrs, queries)
+        raise unknown_command(state, command)
+    table = state.table(path)
+    singleton = (table is not None and table.singleton) or schemas.schema_for(path).singleton
+    if singleton and verb in ITEM_VERBS:
         raise unknown_command(state, command)
     if verb in WRITE_VERBS and not session.can("write"):
         raise CommandError(Trap(PERMISSION_DENIED))
@@ -237,8 +249,10 @@ def validate_properties(
     changes: dict[str, str | None] = {}
     for raw_name, value in attrs.items():
         name = raw_name[1:] if raw_name.startswith("!") else raw_name
-        if name in (".id", "numbers"):
-            continue
+        if name in (".id", "numbers") or name.startswith("."):
+            continue  # Item selectors and API options such as .proplist are not properties.
+        if not PROPERTY_NAME.match(name):
+            raise CommandError(Trap(f"unknown parameter {name}"))
         if schema.rejects_input(name) or (
             schema.properties is not None and name not in schema.properties and name not in known
         ):
@@ -400,9 +414,16 @@ def unset_property(session: Session, path: str, attrs: dict[str, str], queries: 
     name = attrs.get("value-name", "")
     if not name:
         raise CommandError(Trap("missing value for argument value-name", CATEGORY_ARGUMENT))
-    for key in _target_ids(attrs) or [""]:
-        menu, item = _resolve(session, path, key) if key else (path, {})
-        session.state.update_item(menu, item.get(".id"), {name: None})
+    table = session.state.table(path)
+    if table is not None and table.singleton:
+        session.state.update_item(path, None, {name: None})
+        return Result()
+    ids = _target_ids(attrs)
+    if not ids:
+        raise CommandError(Trap("missing value for argument .id", CATEGORY_ARGUMENT))
+    for key in ids:
+        menu, item = _resolve(session, path, key)
+        session.state.update_item(menu, item[".id"], {name: None})
     return Result()
 
 

@@ -105,7 +105,9 @@ class Table:
         return Table(self.path, singleton=self.singleton, items=[dict(item) for item in self.items])
 
     def find(self, key: str) -> Item | None:
-        """Find an item by ``*HEX`` id or, for named menus, by ``name``."""
+        """Find an item by ``*HEX`` id or, for named menus, by ``name``; singletons have neither."""
+        if self.singleton:
+            return None
         if parse_id(key) is not None:
             return next((item for item in self.items if item.get(".id") == key), None)
         return next((item for item in self.items if item.get("name") == key), None)

@@ -320,3 +320,22 @@ def test_script_log_info_appends(admin: Session) -> None:
     run_script_text(admin, '/log info "rollback armed"')
     rows = _ok(execute(admin, "/log/print", {".proplist": "topics,message"})).rows
     assert rows == [{"topics": "script,info", "message": "rollback armed"}]
+
+
+def test_executor_random_commands_never_raise(admin: Session) -> None:
+    """Seeded random commands always come back as a Result, never as an exception."""
+    import random
+
+    generator = random.Random(7)
+    menus = [*admin.state.tables, "/interface", "/system", "/nowhere", ""]
+    verbs = ["print", "add", "set", "remove", "unset", "enable", "export", "run", "read", "load", "import"]
+    keys = [".id", "name", "address", "interface", "disabled", "!fib", "file", "contents", ".proplist",
+            "count-only", "value-name", "interval", "policy", "offset", "bad key", "=x"]
+    values = ["", "yes", "*1", "*FFFFFFFE", "ether1", "0", "192.0.2.1/24", "\udcff", "a=b", "!x", "-1"]
+    for _ in range(3000):
+        command = f"{generator.choice(menus)}/{generator.choice(verbs)}"
+        attrs = {generator.choice(keys): generator.choice(values) for _ in range(generator.randint(0, 4))}
+        queries = generator.choice([[], ["?name"], ["?#|"], ["?"], ["?#9x"], ["?=a=b", "?#!&"]])
+        result = execute(admin, command, attrs, queries)
+        assert isinstance(result, Result)
+        assert all(trap.message != "failure: internal simulator error" for trap in result.traps), command
