@@ -1,0 +1,132 @@
+"""The operations docs: runbooks are indexed, links resolve, and tikflow commands exist."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import typer
+
+from tikflow.cli import app
+
+REPO = Path(__file__).resolve().parents[2]
+RUNBOOKS = REPO / "docs" / "runbooks"
+DOCS = sorted(RUNBOOKS.glob("*.md")) + [REPO / "docs" / "configuration.md"]
+
+# A tikflow invocation starts a line (possibly after VAR=value assignments) or follows a shell
+# operator, `--` or a path ending in bin/, so `kubectl -n tikflow logs` is not one.
+COMMAND = re.compile(
+    r"(?:^[ \t]*(?:\w+=\S+[ \t]+)*|&&[ \t]*|\|\|[ \t]*|[;|(][ \t]*|--[ \t]+|bin/)"
+    r"tikflow[ \t]+([a-z][a-z-]*)(?:[ \t]+([a-z][a-z-]*))?",
+    re.MULTILINE,
+)
+CODE_BLOCK = re.compile(r"```[a-z]*\n(.*?)```", re.DOTALL)
+INLINE_CODE = re.compile(r"`([^`\n]+)`")
+LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
+
+# Commands the runbooks rely on that the command line does not offer yet. This list may only
+# shrink: a runbook step naming a command outside it and outside the CLI fails the test below.
+PENDING_COMMANDS = {
+    ("devices", "list"), ("devices", "show"), ("devices", "update"),
+    ("devices", "rotate-credentials"),
+    ("plans", "list"), ("plans", "show"), ("plans", "abort"),
+    ("incident", "pause"), ("incident", "resume"), ("incident", "status"),
+    ("incident", "disable-tool"), ("incident", "enable-tool"),
+    ("break-glass", "create"), ("break-glass", "disable"),
+    ("backup", None), ("restore", None),
+    ("auth", "matrix"),
+}
+
+
+def registered_commands() -> dict[str, set[str] | None]:
+    """Map each top-level command to its sub-commands, or None when it has none."""
+    # Groups are recognised by their `commands` mapping because typer may bring its own click.
+    root = typer.main.get_command(app)
+    commands: dict[str, set[str] | None] = {}
+    for name, command in root.commands.items():
+        subcommands = getattr(command, "commands", None)
+        commands[name] = set(subcommands) if subcommands is not None else None
+    return commands
+
+
+def referenced_commands(text: str) -> set[tuple[str, str | None]]:
+    """Return the (command, sub-command) pairs invoked in the code of a Markdown text."""
+    snippets = CODE_BLOCK.findall(text) + INLINE_CODE.findall(CODE_BLOCK.sub("", text))
+    found = set()
+    for snippet in snippets:
+        for command, subcommand in COMMAND.findall(snippet):
+            found.add((command, subcommand or None))
+    return found
+
+
+def unknown_commands(references: set[tuple[str, str | None]]) -> set[tuple[str, str | None]]:
+    """Return the references that the command line does not register."""
+    registered = registered_commands()
+    unknown = set()
+    for command, subcommand in references:
+        if command not in registered:
+            unknown.add((command, subcommand))
+            continue
+        subcommands = registered[command]
+        if subcommands is not None and subcommand not in subcommands:
+            unknown.add((command, subcommand))
+    return unknown
+
+
+def test_runbook_command_pattern_finds_invocations():
+    """The pattern finds real invocations and skips namespaces and user names."""
+    text = (
+        "```sh\n"
+        "tikflow config show | grep api\n"
+        "TIKFLOW_X=1 tikflow migrate current\n"
+        "kubectl -n tikflow exec deploy/tikflow-api -- tikflow version\n"
+        "kubectl -n tikflow logs deploy/tikflow-worker\n"
+        "sudo -u tikflow env /opt/tikflow/venv/bin/tikflow worker\n"
+        "```\n"
+        "Run `tikflow incident pause` first.\n"
+    )
+
+    assert referenced_commands(text) == {
+        ("config", "show"), ("migrate", "current"), ("version", None), ("worker", None),
+        ("incident", "pause"),
+    }
+
+
+def test_runbook_commands_exist_or_are_pending():
+    """Every tikflow command in the docs is registered or on the pending list."""
+    references = set()
+    for document in DOCS:
+        references |= referenced_commands(document.read_text())
+
+    assert references, "the pattern found no tikflow command at all"
+    assert unknown_commands(references) <= PENDING_COMMANDS
+
+
+def test_runbook_unknown_command_is_reported():
+    """A command neither registered nor pending is reported, so the check can fail."""
+    assert unknown_commands({("reboot-everything", None)}) == {("reboot-everything", None)}
+    assert unknown_commands({("config", "explode")}) == {("config", "explode")}
+    assert unknown_commands({("config", "show")}) == set()
+
+
+def test_runbook_index_lists_every_runbook():
+    """README.md links every runbook in the folder."""
+    index = (RUNBOOKS / "README.md").read_text()
+    runbooks = {path.name for path in RUNBOOKS.glob("*.md")} - {"README.md"}
+
+    assert runbooks == {
+        "routeros-unavailable.md", "auth-failures.md", "misbehaving-tools.md",
+        "performance-degradation.md", "restore-from-backup.md", "rollback-release.md",
+    }
+    for name in runbooks:
+        assert f"]({name})" in index, name
+
+
+@pytest.mark.parametrize("document", DOCS, ids=lambda path: path.name)
+def test_docs_relative_links_resolve(document):
+    """Relative links in the operations docs point at files that exist."""
+    for target in LINK.findall(document.read_text()):
+        if "://" in target:
+            continue
+        assert (document.parent / target).exists(), f"{document.name}: {target}"
