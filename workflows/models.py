@@ -104,3 +104,105 @@ class ResolveInput(_Frozen):
     outcome: str = Field(description="rolled_back, applied or failed: what the device state now is")
     note: str
     by: str
+
+
+# Device lifecycle: register, rotate credentials, decommission. Credentials travel by id only.
+
+
+class RegisterDeviceInput(_Frozen):
+    device_id: str
+    requested_by: str
+
+
+class DeviceRef(_Frozen):
+    device_id: str
+
+
+class DeviceFacts(_Frozen):
+    """What registration read from a device."""
+
+    identity: str
+    version: str
+    board: str
+    uptime: str
+    device_mode: dict[str, str] = Field(default_factory=dict)
+    transports: dict[str, str] = Field(
+        default_factory=dict, description="Per transport: open, closed or disabled"
+    )
+
+
+class HealthReport(_Frozen):
+    ok: bool
+    problems: list[str] = Field(default_factory=list)
+    cpu_load: int | None = None
+    free_memory: int | None = None
+
+
+class SnapshotRequest(_Frozen):
+    device_id: str
+    reason: str
+
+
+class SnapshotRef(_Frozen):
+    snapshot_id: int
+    sha256: str
+
+
+class DeviceStatusUpdate(_Frozen):
+    device_id: str
+    status: str
+    reason: str | None = None
+    facts: DeviceFacts | None = None
+
+
+class LifecycleResult(_Frozen):
+    device_id: str
+    status: str
+    detail: str | None = None
+
+
+class LifecycleProgress(_Frozen):
+    device_id: str
+    status: str
+    phase: str
+    detail: str | None = None
+
+
+class RotateCredentialsInput(_Frozen):
+    device_id: str
+    generation: int = Field(description="Generation of the new credential; also in the workflow id")
+    policy: str = Field(description="same-user: new password; new-user: new service account")
+    requested_by: str
+
+
+class PendingCredential(_Frozen):
+    device_id: str
+    credential_id: int
+    username: str
+    old_credential_id: int
+    old_username: str
+    policy: str
+
+
+class CredentialRef(_Frozen):
+    credential_id: int
+
+
+class CredentialCheck(_Frozen):
+    credential_id: int
+    works: bool
+    reason: str | None = None
+
+
+class DecommissionInput(_Frozen):
+    device_id: str
+    remove_service_account: bool
+    requested_by: str
+
+
+class LifecycleAuditInput(_Frozen):
+    device_id: str
+    action: str
+    result: str
+    actor: str
+    detail: str | None = None

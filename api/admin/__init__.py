@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.admin import plans
+from api.admin import devices, enrol, plans
 
 router = APIRouter(prefix="/api/v1")
 router.include_router(plans.router)
+router.include_router(devices.router)
+router.include_router(enrol.router)
