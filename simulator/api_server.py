@@ -51,6 +51,8 @@ class ApiOptions:
         prelogin_max_sentences: Sentences a client may send before logging in.
         prelogin_max_word: Largest word, in bytes, accepted before login.
         max_word: Largest word accepted after login (4-byte prefixes allow 256 MiB).
+        dead_value: Value of ``.dead`` in ``listen`` replies. The vendor manual shows
+            ``yes``; a transcript from a real device shows ``true``.
     """
 
     fragment_writes: bool = True
@@ -59,6 +61,7 @@ class ApiOptions:
     prelogin_max_sentences: int = 8
     prelogin_max_word: int = 16384
     max_word: int = 0x10000000 - 1
+    dead_value: str = "yes"
 
 
 def encode_length(length: int) -> bytes:
@@ -387,14 +390,15 @@ class ApiConnection:
             while True:
                 changed, item, dead = await queue.get()
                 # Shielded so that /cancel never cuts a sentence in half.
-                await asyncio.shield(self.send("!re", *_listen_words(self.state, path, item, dead), tag=tag))
+                words = _listen_words(self.state, path, item, dead, self.server.options.dead_value)
+                await asyncio.shield(self.send("!re", *words, tag=tag))
         finally:
             self.state.remove_listener(on_change)
 
 
-def _listen_words(state: DeviceState, path: str, item: dict[str, str], dead: bool) -> list[str]:
+def _listen_words(state: DeviceState, path: str, item: dict[str, str], dead: bool, dead_value: str) -> list[str]:
     if dead:
-        return [f"=.id={item.get('.id', '')}", "=.dead=yes"]
+        return [f"=.id={item.get('.id', '')}", f"=.dead={dead_value}"]
     rows = [row for row in visible_rows(state, path) if row.get(".id") == item.get(".id")]
     row = rows[0] if rows else item
     return [f"={name}={value}" for name, value in row.items()]

@@ -606,3 +606,40 @@ def test_api_scheduler_interval_job_fires(api: librouteros.api.Api) -> None:
     assert name == "ticked"
     assert int(row["run-count"]) >= 1
     assert row["owner"] == "admin"
+
+
+def test_api_random_bytes_do_not_break_server(sim: BackgroundFleet) -> None:
+    """Seeded random bytes close only their own connection; the device keeps serving."""
+    import random
+
+    generator = random.Random(11)
+    for _ in range(30):
+        garbage = bytes(generator.randrange(256) for _ in range(generator.randint(1, 300)))
+        with socket.create_connection((HOST, sim.port("r2")), timeout=WAIT) as sock:
+            sock.sendall(garbage)
+            sock.shutdown(socket.SHUT_WR)
+            sock.settimeout(WAIT)
+            while sock.recv(65536):
+                pass
+    api = librouteros.connect(HOST, "admin", sim.fleet.admin_password, port=sim.port("r2"), timeout=WAIT)
+    assert next(iter(api("/system/identity/print")))["name"]
+    api.close()
+
+
+def test_api_fragments_split_prefix_and_word() -> None:
+    """The fragmenter cuts after the first byte of a multi-byte prefix and inside a word."""
+    from simulator.api_server import _fragments, encode_sentence
+
+    word = "=comment=" + "y" * 200
+    pieces = encode_sentence(["!re", word])
+    chunks = _fragments(pieces, 65536)
+    assert b"".join(chunks) == b"".join(pieces)
+    prefix = encode_length(len(word))
+    boundaries = set()
+    position = 0
+    for chunk in chunks:
+        position += len(chunk)
+        boundaries.add(position)
+    prefix_start = len(encode_length(3)) + 3
+    assert prefix_start + 1 in boundaries
+    assert any(prefix_start + len(prefix) < cut < prefix_start + len(prefix) + len(word) for cut in boundaries)

@@ -339,3 +339,53 @@ def test_executor_random_commands_never_raise(admin: Session) -> None:
         result = execute(admin, command, attrs, queries)
         assert isinstance(result, Result)
         assert all(trap.message != "failure: internal simulator error" for trap in result.traps), command
+
+
+def test_loader_places_builtin_selectors() -> None:
+    """Export selectors reach built-ins: default-name, positional numbers, *HEX ids, names."""
+    from routeros.rsc import parse_export
+
+    text = (
+        "# 2026-01-02 03:04:05 by RouterOS 7.19\n"
+        "/interface ethernet\nset [ find default-name=ether9 ] comment=extra-port\n"
+        "/system logging action\nset 3 remote=192.0.2.10\n"
+        "/ppp profile\nset *FFFFFFFE local-address=10.0.0.1\n"
+        "/ip service\nset telnet disabled=yes\n"
+        "/interface bridge port\nadd bridge=*64 interface=*17\n"
+        "/tool weird-menu\nadd anything=goes\n"
+    )
+    state = DeviceState.from_export(parse_export(text))
+    ethernet = state.table("/interface/ethernet")
+    assert ethernet is not None
+    extra_port = ethernet.find("ether9")
+    assert extra_port is not None
+    assert extra_port["default-name"] == "ether9"
+    assert extra_port["comment"] == "extra-port"
+    actions = state.table("/system/logging/action")
+    assert actions is not None
+    assert actions.items[3]["remote"] == "192.0.2.10"
+    profiles = state.table("/ppp/profile")
+    assert profiles is not None
+    assert profiles.items[0][".id"] == "*FFFFFFFE"
+    services = state.table("/ip/service")
+    assert services is not None
+    assert services.find("telnet")["disabled"] == "true"
+    ports = state.table("/interface/bridge/port")
+    assert ports is not None
+    assert ports.items[0]["bridge"] == "*64"
+    assert state.table("/tool/weird-menu").items[0]["anything"] == "goes"
+
+
+def test_loader_export_properties_become_known() -> None:
+    """A property seen in an export is accepted by a strict menu afterwards."""
+    from routeros.rsc import parse_export
+
+    state = DeviceState.from_export(parse_export(
+        "# 2026-01-02 03:04:05 by RouterOS 7.19\n/ip address\nadd address=192.0.2.1/24 interface=ether1 vrf=main\n"
+    ))
+    user = state.user_info("admin")
+    session = Session(state=state, user=user)
+    result = execute(session, "/ip/address/add", {"address": "192.0.2.9/24", "interface": "ether1", "vrf": "main"})
+    assert result.traps == []
+    unknown = execute(session, "/ip/address/add", {"address": "192.0.2.8/24", "interface": "ether1", "color": "red"})
+    assert unknown.traps[0].message == "unknown parameter color"
