@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 
 from simulator import cli
 from simulator import console_format as fmt
+from simulator import export as exporter
 from simulator import schema as schemas
 from simulator.cli import CliCommand, CliError, Word
-from simulator import export as exporter
 from simulator.executor import PERMISSION_DENIED, Result, Session, Trap, execute
 from simulator.state import DeviceState
 

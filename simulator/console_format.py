@@ -138,7 +138,7 @@ def _label(number: int, row: Mapping[str, str], show_ids: bool) -> str:
 
 
 def _table_line(label: str, flags: str, cells: list[str], widths: list[int]) -> str:
-    body = "  ".join(cell.ljust(size) for cell, size in zip(cells, widths)).rstrip()
+    body = "  ".join(cell.ljust(size) for cell, size in zip(cells, widths, strict=True)).rstrip()
     return f"{label} {flags:<2} {body}\n"
 
 

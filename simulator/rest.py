@@ -35,8 +35,8 @@ from simulator import schema as schemas
 from simulator.console import Console
 from simulator.executor import Result, Session, execute
 from simulator.http import HttpRequest, HttpResponse, HttpServer
-from simulator.tls import make_self_signed
 from simulator.state import DeviceState
+from simulator.tls import make_self_signed
 
 logger = logging.getLogger(__name__)
 

@@ -6,52 +6,32 @@ login name may carry RouterOS console options after ``+`` (``admin+cet512w``,
 turns terminal detection off and ``e`` selects the dumb terminal. Without ``t`` an
 interactive session sends the ``ESC Z`` terminal probe and waits briefly for the answer.
 
-An interactive shell shows the optional software-license question, the prompt
-``[user@identity] > ``, echoes what is typed and prints RouterOS error texts. Exec requests
-(``ssh host '/ip address print'``) run the command and close. All output is raw bytes: values
+Interactive shells are run by :mod:`simulator.ssh_shell` (dialogs, echo, safe mode). Exec
+requests (``ssh host '/ip address print'``) run the command and close. All output is raw bytes: values
 that are not UTF-8 are written as the device stores them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import asyncssh
 
-from simulator.console import Console, ConsoleOutput
+from simulator.console import Console
 from simulator.executor import Session
+from simulator.safe_mode import SafeModeSlot
+from simulator.ssh_shell import Shell, run_after_reply, write_text
 from simulator.state import DeviceState
 
 logger = logging.getLogger(__name__)
 
-LICENSE_QUESTION = b"Do you want to see the software license? [Y/n]: "
 # Console width when neither the login name nor the terminal sets one.
 DEFAULT_WIDTH = 80
-# Longest line the shell keeps; further typed bytes are dropped so a client cannot grow it.
-MAX_LINE_BYTES = 65536
-TERMINAL_PROBE = b"\x1bZ"
 _LOGIN_OPTION = re.compile(r"(\d*)([a-z])")
-_LICENSE_TEXT = (
-    b"\r\nMikroTik RouterOS is licensed software. The simulator shows this text in place of\r\n"
-    b"the license agreement.\r\n\r\n"
-)
-_BANNER = (
-    "\r\n\r\n"
-    "  MMM      MMM       KKK                          TTTTTTTTTTT      KKK\r\n"
-    "  MMMM    MMMM       KKK                          TTTTTTTTTTT      KKK\r\n"
-    "  MMM MMMM MMM  III  KKK  KKK  RRRRRR     OOOOOO      TTT     III  KKK  KKK\r\n"
-    "  MMM  MM  MMM  III  KKKKK     RRR  RRR  OOO  OOO     TTT     III  KKKKK\r\n"
-    "  MMM      MMM  III  KKK KKK   RRRRRR    OOO  OOO     TTT     III  KKK KKK\r\n"
-    "  MMM      MMM  III  KKK  KKK  RRR  RRR   OOOOOO      TTT     III  KKK  KKK\r\n"
-    "\r\n"
-    "  MikroTik RouterOS {version} (c) 1999-2025       https://www.mikrotik.com/\r\n\r\n"
-)
-
 
 @dataclass(frozen=True)
 class LoginOptions:
@@ -72,6 +52,8 @@ class SshOptions:
     Attributes:
         license_prompt: Ask the software-license question on interactive logins to the
             device until one of them answers it.
+        password_prompt: Ask for a new password on shell logins of RouterOS 7.21+ while the
+            user's password is empty.
         probe_timeout: Seconds to wait for the answer to the ``ESC Z`` terminal probe
             before carrying on as a dumb terminal.
         host_key_algorithm: Host key type; ``None`` picks ``ssh-ed25519`` for RouterOS 7
@@ -79,6 +61,7 @@ class SshOptions:
     """
 
     license_prompt: bool = True
+    password_prompt: bool = True
     probe_timeout: float = 2.0
     host_key_algorithm: str | None = None
 
@@ -130,9 +113,10 @@ class SshServer:
         self._faults = faults
         self._host = host
         self._port = port
-        self._options = options or SshOptions()
+        self.options = options or SshOptions()
         self._server: asyncssh.SSHAcceptor | None = None
-        self._license_answered = not self._options.license_prompt
+        self.license_answered = not self.options.license_prompt
+        self.safe_mode = SafeModeSlot()
         self._connections: set[asyncssh.SSHServerConnection] = set()
 
     @property
@@ -145,8 +129,8 @@ class SshServer:
     @property
     def host_key_algorithm(self) -> str:
         """The host key type this device offers."""
-        if self._options.host_key_algorithm:
-            return self._options.host_key_algorithm
+        if self.options.host_key_algorithm:
+            return self.options.host_key_algorithm
         return "ssh-ed25519" if self._state.version_at_least(7) else "ssh-rsa"
 
     async def start(self) -> None:
@@ -187,6 +171,21 @@ class SshServer:
             keypair.host_key_algorithms = (b"ssh-rsa",)
         return keypair
 
+    def asks_new_password(self, user: str) -> bool:
+        """Return whether a shell login asks ``user`` for a new password first.
+
+        RouterOS 7.21 and later ask on every interactive login while the password is empty.
+        """
+        return (
+            self.options.password_prompt
+            and self._state.version_at_least(7, 21)
+            and self._state.passwords.get(user, "") == ""
+        )
+
+    def change_password(self, user: str, password: str) -> None:
+        """Store a new password for ``user``, as the password dialog does."""
+        self._state.passwords[user] = password
+
     async def delay_reply(self, process: asyncssh.SSHServerProcess) -> bool:
         """Delay a command by the device's latency fault; return False if it must not run.
 
@@ -224,7 +223,7 @@ class SshServer:
             if process.command is not None:
                 await self._run_exec(process, console)
             else:
-                await _Shell(self, process, console, options).run()
+                await Shell(self, process, console, options).run()
         except (asyncssh.Error, ConnectionError, BrokenPipeError):
             pass
         except Exception:
@@ -239,9 +238,9 @@ class SshServer:
             if not await self.delay_reply(process):
                 return
             output = console.run_line(line, number)
-            _write(process, output.text)
+            write_text(process, output.text)
             await process.stdout.drain()
-            _run_after_reply(output)
+            run_after_reply(output)
             if output.quit:
                 break
 
@@ -273,132 +272,6 @@ class _DeviceSshServer(asyncssh.SSHServer):
         return user is not None and "ssh" in user.policies
 
 
-@dataclass
-class _Shell:
-    """The interactive console: dialogs, probe, prompt, echo and line editing."""
-
-    owner: SshServer
-    process: asyncssh.SSHServerProcess
-    console: Console
-    options: LoginOptions
-    _pending: bytearray = field(default_factory=bytearray)
-    _last_was_cr: bool = False
-
-    async def run(self) -> None:
-        if not self.owner._license_answered:
-            await self._license_dialog()
-        if self.options.detect_terminal and not self.options.dumb:
-            await self._probe_terminal()
-        version = self.console.session.state.version
-        _write(self.process, _BANNER.format(version=version))
-        await self._command_loop()
-
-    async def _license_dialog(self) -> None:
-        _write_bytes(self.process, LICENSE_QUESTION)
-        answer = await self._read_key()
-        if answer is None:
-            return
-        self.owner._license_answered = True
-        _write_bytes(self.process, answer.rstrip(b"\r\n") + b"\r\n")
-        if answer.strip().lower() in (b"", b"y"):
-            _write_bytes(self.process, _LICENSE_TEXT)
-
-    async def _probe_terminal(self) -> None:
-        _write_bytes(self.process, TERMINAL_PROBE)
-        try:
-            await asyncio.wait_for(self._read_probe_answer(), self.owner._options.probe_timeout)
-        except TimeoutError:
-            pass
-
-    async def _read_probe_answer(self) -> None:
-        # Terminal replies look like `ESC / Z` (VT52 style) or `ESC [ ? 1 ; 2 c` (VT100 DA).
-        while True:
-            chunk = await self._read()
-            if chunk is None:
-                return
-            self._pending += chunk
-            start = self._pending.find(b"\x1b")
-            if start < 0:
-                return
-            end = _probe_answer_end(self._pending, start)
-            if end is not None:
-                del self._pending[start:end]
-                return
-
-    async def _read_key(self) -> bytes | None:
-        chunk = await self._read()
-        if chunk is None:
-            return None
-        first, rest = chunk[:1], chunk[1:]
-        self._pending += rest.lstrip(b"\r\n")
-        return first
-
-    async def _command_loop(self) -> None:
-        line = bytearray()
-        _write(self.process, self.console.prompt)
-        while True:
-            chunk = await self._read()
-            if chunk is None:
-                return
-            for byte in chunk:
-                if byte in (0x0D, 0x0A):
-                    if byte == 0x0A and self._last_was_cr:
-                        self._last_was_cr = False
-                        continue
-                    self._last_was_cr = byte == 0x0D
-                    _write_bytes(self.process, b"\r\n")
-                    if not await self.owner.delay_reply(self.process):
-                        return
-                    output = self.console.run_line(bytes(line).decode("utf-8", "surrogateescape"), 1)
-                    line.clear()
-                    _write(self.process, output.text)
-                    await self.process.stdout.drain()
-                    _run_after_reply(output)
-                    if output.quit:
-                        return
-                    _write(self.process, self.console.prompt)
-                    continue
-                self._last_was_cr = False
-                if byte in (0x7F, 0x08):
-                    if line:
-                        line.pop()
-                        _write_bytes(self.process, b"\x08 \x08")
-                elif byte == 0x03:
-                    line.clear()
-                    _write(self.process, "\r\n" + self.console.prompt)
-                elif byte == 0x04 and not line:
-                    return
-                elif (byte >= 0x20 or byte == 0x09) and len(line) < MAX_LINE_BYTES:
-                    line.append(byte)
-                    _write_bytes(self.process, bytes([byte]))
-
-    async def _read(self) -> bytes | None:
-        if self._pending:
-            data = bytes(self._pending)
-            self._pending.clear()
-            return data
-        try:
-            data = await self.process.stdin.read(4096)
-        except (asyncssh.BreakReceived, asyncssh.TerminalSizeChanged):
-            return b""
-        return data or None
-
-
-def _probe_answer_end(buffer: bytearray, start: int) -> int | None:
-    """Return the end of a terminal reply starting at ``start``, or ``None`` while incomplete."""
-    body = buffer[start + 1 :]
-    if body[:2] == b"/Z":
-        return start + 3
-    if body[:1] == b"[":
-        for offset, byte in enumerate(body[1:], start=2):
-            if 0x40 <= byte <= 0x7E:
-                return start + 1 + offset
-        return None
-    if len(body) >= 2:
-        return start + 3
-    return None
-
-
 def _console_width(process: asyncssh.SSHServerProcess, options: LoginOptions) -> int:
     """Return the width print layouts wrap and cut at.
 
@@ -411,18 +284,3 @@ def _console_width(process: asyncssh.SSHServerProcess, options: LoginOptions) ->
         return options.width
     width = process.get_terminal_size()[0]
     return width if width > 0 else DEFAULT_WIDTH
-
-
-def _write(process: asyncssh.SSHServerProcess, text: str) -> None:
-    _write_bytes(process, text.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8", "surrogateescape"))
-
-
-def _write_bytes(process: asyncssh.SSHServerProcess, data: bytes) -> None:
-    if not process.is_closing():
-        with contextlib.suppress(BrokenPipeError, ConnectionError):
-            process.stdout.write(data)
-
-
-def _run_after_reply(output: ConsoleOutput) -> None:
-    for action in output.after_reply:
-        action()

@@ -17,7 +17,8 @@ from routeros.rsc import parse_export
 from simulator.api_server import ApiServer
 from simulator.faults import Faults
 from simulator.rest import RestServer
-from simulator.ssh import LICENSE_QUESTION, TERMINAL_PROBE, SshOptions, SshServer, parse_login_name
+from simulator.ssh import SshOptions, SshServer, parse_login_name
+from simulator.ssh_shell import LICENSE_QUESTION, TERMINAL_PROBE
 from simulator.state import DeviceState
 
 PASSWORD = "lab-secret"
@@ -71,9 +72,11 @@ def connect(server: SshServer, username: str = "admin+cet512w", password: str = 
     )
 
 
-async def run(server: SshServer, command: str, username: str = "admin+cet512w") -> bytes:
+async def run(
+    server: SshServer, command: str, username: str = "admin+cet512w", password: str = PASSWORD
+) -> bytes:
     """Run one exec request and return its raw output."""
-    async with connect(server, username) as connection:
+    async with connect(server, username, password) as connection:
         result = await asyncio.wait_for(connection.run(command, encoding=None), TIMEOUT)
     assert isinstance(result.stdout, bytes)
     return result.stdout
@@ -462,3 +465,153 @@ async def test_ssh_exec_ignores_width_option(ssh: SshServer, device: DeviceState
     assert b"INTERFACE" not in exec_output
     assert long_name.encode() not in exec_output
     assert b"INTERFACE" in shell_output
+
+
+class ShellSession:
+    """An interactive session driven byte by byte, as a terminal would."""
+
+    def __init__(self, process: asyncssh.SSHClientProcess) -> None:
+        self.process = process
+
+    async def expect(self, marker: bytes) -> bytes:
+        return await read_until(self.process.stdout, marker)
+
+    async def type(self, data: bytes, marker: bytes) -> bytes:
+        self.process.stdin.write(data)
+        return await self.expect(marker)
+
+
+async def open_shell(connection: asyncssh.SSHClientConnection) -> ShellSession:
+    process = await connection.create_process(term_type="vt100", encoding=None)
+    shell = ShellSession(process)
+    await shell.expect(b"] > ")
+    return shell
+
+
+def addresses_of(device: DeviceState) -> list[str]:
+    table = device.table("/ip/address")
+    assert table is not None
+    return [item["address"] for item in table.items]
+
+
+async def test_ssh_safe_mode_undo_on_ctrl_d(ssh: SshServer, device: DeviceState) -> None:
+    """Ctrl-X takes safe mode; Ctrl-D then ends the session and undoes the change."""
+    async with connect(ssh, username="admin+ct") as connection:
+        shell = await open_shell(connection)
+        taken = await shell.type(b"\x18", b"<SAFE> ")
+        await shell.type(b"/ip address add address=203.0.113.3/24 interface=ether3\r", b"<SAFE> ")
+        during = addresses_of(device)
+        shell.process.stdin.write(b"\x04")
+        await asyncio.wait_for(shell.process.wait_closed(), TIMEOUT)
+
+    assert b"[Safe Mode taken]" in taken
+    assert b"[admin@MikroTik] <SAFE> " in taken
+    assert "203.0.113.3/24" in during
+    assert "203.0.113.3/24" not in addresses_of(device)
+
+
+async def test_ssh_safe_mode_undo_on_disconnect(ssh: SshServer, device: DeviceState) -> None:
+    """Closing the connection while in safe mode undoes the change, as an abnormal end does."""
+    async with connect(ssh, username="admin+ct") as connection:
+        shell = await open_shell(connection)
+        await shell.type(b"\x18", b"<SAFE> ")
+        await shell.type(b"/ip address remove 0\r", b"<SAFE> ")
+        during = addresses_of(device)
+
+    async def undone() -> None:
+        while "192.0.2.1/24" not in addresses_of(device):
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(undone(), TIMEOUT)
+    assert "192.0.2.1/24" not in during
+
+
+async def test_ssh_safe_mode_release_and_quit_keep(ssh: SshServer, device: DeviceState) -> None:
+    """Releasing safe mode with Ctrl-X, or leaving with /quit, keeps the changes."""
+    async with connect(ssh, username="admin+ct") as connection:
+        shell = await open_shell(connection)
+        await shell.type(b"\x18", b"<SAFE> ")
+        await shell.type(b"/ip address add address=203.0.113.4/24 interface=ether3\r", b"<SAFE> ")
+        released = await shell.type(b"\x18", b"] > ")
+        shell.process.stdin.write(b"\x04")
+        await asyncio.wait_for(shell.process.wait_closed(), TIMEOUT)
+    async with connect(ssh, username="admin+ct") as connection:
+        shell = await open_shell(connection)
+        await shell.type(b"\x18", b"<SAFE> ")
+        await shell.type(b"/ip address add address=203.0.113.5/24 interface=ether3\r", b"<SAFE> ")
+        shell.process.stdin.write(b"/quit\r")
+        await asyncio.wait_for(shell.process.wait_closed(), TIMEOUT)
+
+    assert b"[Safe Mode released]" in released
+    assert "203.0.113.4/24" in addresses_of(device)
+    assert "203.0.113.5/24" in addresses_of(device)
+
+
+async def test_ssh_safe_mode_f4_and_new_wording() -> None:
+    """On 7.21 F4 takes safe mode and the console prints the newer taking message."""
+    device = make_device("7.21")
+    server = await start_ssh(device, license_prompt=False)
+    try:
+        async with connect(server, username="admin+ct") as connection:
+            shell = await open_shell(connection)
+            taken = await shell.type(b"\x1bOS", b"<SAFE> ")
+            moved = await shell.type(b"/ip address\r", b"<SAFE> ")
+            shell.process.close()
+    finally:
+        await server.stop()
+
+    assert b"Taking Safe Mode session... Success!" in taken
+    assert b"[admin@MikroTik] /ip address<SAFE> " in moved
+
+
+async def test_ssh_safe_mode_hijack_unrolls(ssh: SshServer, device: DeviceState) -> None:
+    """A second session taking safe mode is asked; ``u`` undoes the first session's changes."""
+    async with connect(ssh, username="admin+ct") as first, connect(ssh, username="admin+ct") as second:
+        holder = await open_shell(first)
+        await holder.type(b"\x18", b"<SAFE> ")
+        await holder.type(b"/ip address add address=203.0.113.6/24 interface=ether3\r", b"<SAFE> ")
+        taker = await open_shell(second)
+        question = await taker.type(b"\x18", b"[u/r/d]: ")
+        taken = await taker.type(b"u", b"<SAFE> ")
+
+        assert b"Hijacking Safe Mode from someone - unroll/release/don't take it [u/r/d]: " in question
+        assert b"[Safe Mode taken]" in taken
+        assert "203.0.113.6/24" not in addresses_of(device)
+
+
+async def test_ssh_safe_mode_overflow_drops_silently(ssh: SshServer, device: DeviceState) -> None:
+    """More than 100 changes leave safe mode without undo, so Ctrl-D keeps them."""
+    renames = "; ".join(f"/system identity set name=step{number}" for number in range(101))
+    async with connect(ssh, username="admin+ct") as connection:
+        shell = await open_shell(connection)
+        await shell.type(b"\x18", b"<SAFE> ")
+        after = await shell.type(renames.encode() + b"\r", b"] > ")
+        shell.process.stdin.write(b"\x04")
+        await asyncio.wait_for(shell.process.wait_closed(), TIMEOUT)
+
+    identity = device.table("/system/identity")
+    assert identity is not None
+    assert identity.items[0]["name"] == "step100"
+    assert b"<SAFE>" not in after.rsplit(b"\r\n", 1)[-1]
+
+
+async def test_ssh_new_password_dialog_on_7_21() -> None:
+    """RouterOS 7.21 asks for a new password while it is empty; exec requests are not asked."""
+    device = DeviceState.factory("7.21", admin_password="")
+    server = await start_ssh(device, license_prompt=False)
+    try:
+        exec_output = await run(server, "/system identity print", password="")
+        async with connect(server, username="admin+ct", password="") as connection:
+            process = await connection.create_process(term_type="vt100", encoding=None)
+            shell = ShellSession(process)
+            await shell.expect(b"new password> ")
+            await shell.type(b"fresh-secret\r", b"repeat new password> ")
+            changed = await shell.type(b"fresh-secret\r", b"] > ")
+            process.close()
+    finally:
+        await server.stop()
+
+    assert exec_output == b"  name: MikroTik\r\n"
+    assert b"password changed" in changed
+    assert b"fresh-secret" not in changed
+    assert device.authenticate("admin", "fresh-secret") is not None
