@@ -29,6 +29,8 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
+from api.authz import AccessDenied, ToolCall, tool_access
+from api.ratelimit import RateLimited
 from api.security import principal_from_access_token
 from api.services import Services
 from inventory.devices import DeviceNotFound, DeviceUnavailable
@@ -137,12 +139,22 @@ class ToolRunner:
         started = time.monotonic()
         result_label, detail, outcome = "ok", None, None
         bound = log.bind(tool=name, request_id=request_id, subject=principal.subject)
+        access = tool_access(self.services)
+        call = ToolCall(name=name, tier=tier, roles=principal.roles, subject=principal.subject)
         try:
             if name in self.services.settings.disabled_tools:
                 raise ToolError(f"tool {name} is switched off by the operators; try again later "
                                 "or ask an operator to enable it")
-            outcome = await fn(*args, **kwargs)
+            with access.bind(call):
+                await access.authorize_call(call, kwargs)
+                outcome = await fn(*args, **kwargs)
             return outcome
+        except AccessDenied as err:
+            result_label, detail = "denied", str(err)
+            raise ToolError(str(err)) from None
+        except RateLimited as err:
+            result_label, detail = "rate_limited", str(err)
+            raise ToolError(str(err)) from None
         except ToolError as err:
             result_label, detail = "rejected", str(err)
             raise
@@ -162,10 +174,11 @@ class ToolRunner:
             bound.info("tool call", result=result_label, duration_ms=duration_ms)
             await record_audit(
                 self.services.db, actor=principal.subject, actor_issuer=principal.issuer,
-                role=",".join(sorted(principal.roles)) or None, action=f"tool:{name}",
+                role=principal.role_label, action=f"tool:{name}",
                 arguments={key: _jsonable(value) for key, value in kwargs.items()},
                 result=result_label, detail=detail, duration_ms=duration_ms, request_id=request_id,
-                plan_id=_plan_id_of(kwargs, outcome), device_ids=[],
+                plan_id=_plan_id_of(kwargs, outcome), device_ids=call.device_ids,
+                workflow_id=getattr(outcome, "workflow_id", None),
             )
 
 
