@@ -7,11 +7,14 @@ from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI
+from mcp.server.auth.routes import build_resource_metadata_url
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 
 from api.admin import router as admin_router
+from api.admin.audit import AuditAdminRequests
+from api.authz import HideForbiddenTools
 from api.health import router as health_router
 from api.mcp_tools import register_tools
 from api.security import TokenAuthenticator
@@ -39,9 +42,11 @@ def build_mcp(settings: Settings, services: Services, authenticator: TokenAuthen
         auth=AuthSettings(
             issuer_url=settings.oidc.issuer or url,
             resource_server_url=f"{url}/mcp",
+            # The authenticator checks the audience itself (oidc.audience).
             validate_token_resource=False,
         ),
     )
+    server.middleware.append(HideForbiddenTools(services))
     register_tools(server, services)
     return server
 
@@ -63,7 +68,7 @@ def _transport_security(settings: Settings) -> TransportSecuritySettings:
 def create_app(settings: Settings) -> FastAPI:
     """Build the api application for ``settings``."""
     services = Services(settings)
-    authenticator = TokenAuthenticator(settings)
+    authenticator = TokenAuthenticator(settings, db=services.db)
     mcp = build_mcp(settings, services, authenticator)
     mcp_app = mcp.streamable_http_app(streamable_http_path="/mcp",
                                       transport_security=_transport_security(settings))
@@ -72,6 +77,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with mcp.session_manager.run():
             yield
+        await authenticator.close()
         await services.close()
 
     app = FastAPI(title="tikflow", version=__version__, lifespan=lifespan,
@@ -79,6 +85,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.services = services
     app.state.authenticator = authenticator
+    app.state.resource_metadata_url = str(build_resource_metadata_url(f"{base_url(settings)}/mcp"))
+    app.add_middleware(AuditAdminRequests)
     app.include_router(health_router)
     app.include_router(admin_router)
     # The MCP app serves /mcp and the OAuth protected-resource metadata; mounted last so the
