@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from tikflow import simulate_cmd
-from tikflow.commands import config, core, version_cmds
+from tikflow.commands import config, core, devices, version_cmds
 
 app = typer.Typer(
     name="tikflow",
@@ -16,6 +16,7 @@ app = typer.Typer(
 core.register(app)
 simulate_cmd.register(app)
 app.add_typer(config.app, name="config")
+app.add_typer(devices.app, name="devices")
 version_cmds.register(app)
 
 

@@ -7,16 +7,18 @@ import asyncio
 import structlog
 from temporalio.worker import Worker
 
+from activities.devices import DeviceLifecycleActivities, activities_of
 from activities.plan_apply import PlanApplyActivities
 from inventory.devices import DeviceSessions, Inventory, load_key_ring
 from storage.db import Database
 from tikflow.settings import Settings
 from tikflow.temporal import connect_temporal, ensure_search_attributes
+from workflows.device_lifecycle import WORKFLOWS as LIFECYCLE_WORKFLOWS
 from workflows.plan_apply import PlanApplyWorkflow
 
 log = structlog.get_logger(__name__)
 
-WORKFLOWS = [PlanApplyWorkflow]
+WORKFLOWS = [PlanApplyWorkflow, *LIFECYCLE_WORKFLOWS]
 
 
 def plan_apply_activities(handler: PlanApplyActivities) -> list:
@@ -45,7 +47,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         client,
         task_queue=settings.temporal.task_queue,
         workflows=WORKFLOWS,
-        activities=plan_apply_activities(handler),
+        activities=[*plan_apply_activities(handler),
+                    *activities_of(DeviceLifecycleActivities(db, inventory.keys, settings))],
         max_concurrent_activities=50,
     )
     log.info("worker started", task_queue=settings.temporal.task_queue,

@@ -1,0 +1,256 @@
+"""Device lifecycle through the admin API: register, update, rotate, decommission, bad input."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import func, select
+
+from storage.models import AuditEvent, Credential, Device, Snapshot
+from tests.support.lifecycle import Stack, lifecycle_stack
+
+
+@pytest.fixture
+async def stack(database_url: str, temporal_server, tmp_path) -> AsyncIterator[Stack]:
+    async with lifecycle_stack(database_url, temporal_server.address, tmp_path) as running:
+        yield running
+
+
+async def credentials_of(stack: Stack, device_id: str) -> list[Credential]:
+    async with stack.db.session() as session:
+        return list((await session.scalars(select(Credential).where(
+            Credential.device_id == device_id).order_by(Credential.generation))).all())
+
+
+async def count(stack: Stack, model, **where) -> int:
+    async with stack.db.session() as session:
+        query = select(func.count()).select_from(model)
+        for key, value in where.items():
+            query = query.where(getattr(model, key) == value)
+        return await session.scalar(query)
+
+
+async def test_register_reads_facts_and_marks_device_active(stack: Stack) -> None:
+    """Registration logs in, stores identity, version and transports, snapshots, and activates."""
+    started = await stack.register("core-1", tags=["edge", "lab"], capabilities={"bgp": True})
+    assert started["workflow_id"] == f"device-register:{started['device_id']}"
+    assert started["device"]["status"] == "pending"
+
+    result = await stack.wait(started["device_id"], started["workflow_id"])
+
+    assert result["status"] == "active"
+    device = (await stack.http.get("/api/v1/devices/core-1")).json()
+    assert device["status"] == "active"
+    assert device["identity"]
+    assert device["version"].startswith(stack.fleet.device("r1").version)
+    assert device["facts"]["transports"]["api"] == "open"
+    assert device["facts"]["uptime"]
+    assert device["tags"] == ["edge", "lab"]
+    assert device["snapshots"] == 1
+    assert device["credentials"] == [
+        {"username": "tikflow", "generation": 1, "state": "active",
+         "created_at": device["credentials"][0]["created_at"]}]
+    async with stack.db.session() as session:
+        snapshot = await session.scalar(select(Snapshot).where(Snapshot.device_id == device["id"]))
+    assert snapshot.reason == "register"
+    assert "by RouterOS" in snapshot.export_text
+    assert snapshot.sha256 and len(snapshot.sha256) == 64
+
+
+async def test_register_with_wrong_password_stays_pending_with_reason(stack: Stack) -> None:
+    """A rejected login leaves the device pending with a reason an operator can act on."""
+    started = await stack.register("core-2", password="not-the-password")
+
+    result = await stack.wait(started["device_id"], started["workflow_id"])
+
+    assert result["status"] == "pending"
+    device = (await stack.http.get(f"/api/v1/devices/{started['device_id']}")).json()
+    assert device["status"] == "pending"
+    assert "password is wrong" in device["status_reason"]
+    assert "'api'" in device["status_reason"]
+    assert "not-the-password" not in device["status_reason"]
+
+
+async def test_register_unreachable_device_stays_pending(stack: Stack) -> None:
+    """A device that does not answer stays pending with 'unreachable' and the service to check."""
+    await stack.fleet.device("r2").stop()
+    host, port = stack.endpoint("r2")
+
+    started = await stack.register("gone-1", device="r2")
+    result = await stack.wait(started["device_id"], started["workflow_id"])
+
+    assert result["status"] == "pending"
+    assert f"{host}:{port} is unreachable" in result["detail"]
+    assert "/ip service api" in result["detail"]
+
+
+async def test_register_rejects_duplicate_address_and_name(stack: Stack) -> None:
+    """A second registration of the same address and port, or name, is refused with 409."""
+    started = await stack.register("dup-1")
+    host, port = stack.endpoint("r1")
+
+    again = await stack.http.post("/api/v1/devices", json={
+        "name": "dup-2", "address": host, "port": port, "transport": "api",
+        "environment": "lab", "username": "tikflow", "password": "x"})
+    same_name = await stack.http.post("/api/v1/devices", json={
+        "name": "dup-1", "address": "192.0.2.10", "transport": "api",
+        "environment": "lab", "username": "tikflow", "password": "x"})
+
+    assert again.status_code == 409
+    assert "already registered as 'dup-1'" in again.json()["detail"]
+    assert same_name.status_code == 409
+    assert "already taken" in same_name.json()["detail"]
+    assert await count(stack, Device) == 1
+    assert len(await credentials_of(stack, started["device_id"])) == 1
+
+
+async def test_register_rejects_bad_input_without_echoing_password(stack: Stack) -> None:
+    """Invalid environment or missing fields get 422 naming the field; the password is not echoed."""
+    bad_env = await stack.http.post("/api/v1/devices", json={
+        "name": "x-1", "address": "192.0.2.1", "transport": "api", "environment": "dev",
+        "username": "u", "password": "hunter2-secret"})
+    missing = await stack.http.post("/api/v1/devices", json={
+        "name": "x-1", "address": "192.0.2.1", "username": "u", "password": "hunter2-secret"})
+    both = await stack.http.post("/api/v1/devices", json={
+        "name": "x-1", "address": "192.0.2.1", "transport": "api", "environment": "lab",
+        "username": "u", "password": "hunter2-secret", "password_ref": "env:X"})
+    bad_ref = await stack.http.post("/api/v1/devices", json={
+        "name": "x-1", "address": "192.0.2.1", "transport": "api", "environment": "lab",
+        "username": "u", "password_ref": "env:TIKFLOW_TEST_NOT_SET"})
+
+    assert bad_env.status_code == 422
+    assert "environment" in bad_env.text
+    assert missing.status_code == 422
+    assert "transport" in missing.text
+    assert both.status_code == 422
+    assert bad_ref.status_code == 422
+    assert "is not set" in bad_ref.text
+    for response in (bad_env, missing, both):
+        assert "hunter2-secret" not in response.text
+    assert await count(stack, Device) == 0
+
+
+async def test_register_with_password_ref_resolves_env(stack: Stack, monkeypatch) -> None:
+    """A password_ref is resolved by the api and the device registers with it."""
+    monkeypatch.setenv("TIKFLOW_TEST_ROUTER_PASSWORD", stack.fleet.service_password)
+
+    started = await stack.register("ref-1", password=None,
+                                   password_ref="env:TIKFLOW_TEST_ROUTER_PASSWORD")
+    result = await stack.wait(started["device_id"], started["workflow_id"])
+
+    assert result["status"] == "active"
+
+
+async def test_unknown_device_gets_404_for_every_operation(stack: Stack) -> None:
+    """Show, update, rotate and decommission of an unknown device answer 404 and change nothing."""
+    responses = [
+        await stack.http.get("/api/v1/devices/nope"),
+        await stack.http.patch("/api/v1/devices/nope", json={"tags": ["a"]}),
+        await stack.http.post("/api/v1/devices/nope/rotate-credentials", json={}),
+        await stack.http.post("/api/v1/devices/nope/decommission", json={}),
+    ]
+
+    for response in responses:
+        assert response.status_code == 404
+        assert "no device with id or name 'nope'" in response.json()["detail"]
+    async with stack.db.session() as session:
+        actions = (await session.scalars(select(AuditEvent.action))).all()
+    assert [action for action in actions if action.startswith("device.")] == []
+
+
+async def test_update_metadata_audits_before_and_after(stack: Stack) -> None:
+    """Name, tags, environment and flags change; the audit event holds before and after."""
+    started = await stack.register("meta-1", tags=["a"])
+    await stack.wait(started["device_id"], started["workflow_id"])
+
+    response = await stack.http.patch(f"/api/v1/devices/{started['device_id']}", json={
+        "name": "meta-2", "tags": ["b"], "environment": "staging", "capabilities": {"ipv6": False}})
+    rejected = await stack.http.patch(f"/api/v1/devices/{started['device_id']}",
+                                      json={"environment": "qa"})
+
+    assert response.status_code == 200, response.text
+    updated = response.json()
+    assert (updated["name"], updated["tags"], updated["environment"]) == ("meta-2", ["b"], "staging")
+    assert updated["capabilities"] == {"ipv6": False}
+    assert rejected.status_code == 422
+    async with stack.db.session() as session:
+        event = await session.scalar(select(AuditEvent).where(AuditEvent.action == "device.update"))
+    assert event.arguments["before"] == {"name": "meta-1", "tags": ["a"], "environment": "lab",
+                                         "capabilities": {}}
+    assert event.arguments["after"]["environment"] == "staging"
+    assert event.actor == "dev-admin"
+
+
+async def test_rotate_same_user_replaces_password_on_router(stack: Stack) -> None:
+    """Same-user rotation sets a new password, proves it, and retires the old credential."""
+    started = await stack.register("rot-1")
+    await stack.wait(started["device_id"], started["workflow_id"])
+
+    response = await stack.http.post(f"/api/v1/devices/{started['device_id']}/rotate-credentials",
+                                     json={"policy": "same-user"})
+    assert response.status_code == 202, response.text
+    rotation = response.json()
+    result = await stack.wait(started["device_id"], rotation["workflow_id"])
+
+    assert rotation["workflow_id"] == f"credential-rotate:{started['device_id']}:2"
+    assert result["status"] == "rotated"
+    credentials = await credentials_of(stack, started["device_id"])
+    assert [(c.generation, c.state) for c in credentials] == [(1, "retired"), (2, "active")]
+    router_password = stack.fleet.device("r1").state.passwords["tikflow"]
+    assert router_password != stack.fleet.service_password
+    assert stack.fleet.device("r1").state.authenticate("tikflow", stack.fleet.service_password) is None
+
+
+async def test_rotate_new_user_creates_account_and_disables_old(stack: Stack) -> None:
+    """New-user rotation adds tikflow-g2 with the old group and disables the old account."""
+    started = await stack.register("rot-2")
+    await stack.wait(started["device_id"], started["workflow_id"])
+
+    rotation = (await stack.http.post(f"/api/v1/devices/{started['device_id']}/rotate-credentials",
+                                      json={"policy": "new-user"})).json()
+    result = await stack.wait(started["device_id"], rotation["workflow_id"])
+
+    assert result["status"] == "rotated", result
+    state = stack.fleet.device("r1").state
+    users = state.table("/user")
+    assert users.find("tikflow-g2")["group"] == users.find("tikflow")["group"]
+    assert users.find("tikflow")["disabled"] == "true"
+    credentials = await credentials_of(stack, started["device_id"])
+    assert [(c.username, c.state) for c in credentials] == [("tikflow", "retired"),
+                                                           ("tikflow-g2", "active")]
+
+
+async def test_rotate_refused_for_pending_device(stack: Stack) -> None:
+    """Only active devices rotate; a pending one gets 409 and no workflow."""
+    started = await stack.register("pend-1", password="wrong")
+    await stack.wait(started["device_id"], started["workflow_id"])
+
+    response = await stack.http.post(f"/api/v1/devices/{started['device_id']}/rotate-credentials")
+
+    assert response.status_code == 409
+    assert "only active devices" in response.json()["detail"]
+
+
+async def test_decommission_marks_inactive_and_keeps_history(stack: Stack) -> None:
+    """Decommission marks the device inactive, removes the account, keeps snapshots and audit."""
+    started = await stack.register("dec-1")
+    await stack.wait(started["device_id"], started["workflow_id"])
+
+    response = await stack.http.post(f"/api/v1/devices/{started['device_id']}/decommission",
+                                     json={"remove_service_account": True})
+    assert response.status_code == 202, response.text
+    result = await stack.wait(started["device_id"], response.json()["workflow_id"])
+    again = await stack.http.post(f"/api/v1/devices/{started['device_id']}/decommission")
+
+    assert result["status"] == "inactive"
+    assert "removed the account 'tikflow'" in result["detail"]
+    device = (await stack.http.get(f"/api/v1/devices/{started['device_id']}")).json()
+    assert device["status"] == "inactive"
+    assert device["snapshots"] == 2
+    assert [c["state"] for c in device["credentials"]] == ["retired"]
+    assert stack.fleet.device("r1").state.table("/user").find("tikflow") is None
+    assert again.status_code == 409
+    assert await count(stack, AuditEvent, action="device.decommission") == 2
+    operations = (await stack.http.get(f"/api/v1/devices/{started['device_id']}/operations")).json()
+    assert [op["type"] for op in operations["items"]] == ["DeviceRegister", "DeviceDecommission"]
