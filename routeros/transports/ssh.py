@@ -21,6 +21,7 @@ from routeros.errors import (
     ConnectionLost,
     DeviceTimeout,
     InvalidValue,
+    UnknownParameter,
     UnknownPath,
     map_error,
 )
@@ -251,18 +252,40 @@ class SshClient:
         limit: int | None = None,
     ) -> list[Row]:
         """Run ``print terse show-ids`` with a ``where`` filter and parse the lines."""
-        words = [f"{_menu(path)}/print", "terse", "show-ids"]
+        menu = _menu(path)
+        options = []
         if proplist:
-            words.append("proplist=" + ",".join(check_property_name(name) for name in proplist))
+            options.append("proplist=" + ",".join(check_property_name(name) for name in proplist))
+        condition = ""
         if where:
-            words.append("where")
-            words.extend(self._argument(name, value) for name, value in where.items())
-        rows = parse_terse(await self._run(" ".join(words)))
+            condition = "where " + self._arguments(where)
+        try:
+            output = await self._run(
+                " ".join([f"{menu}/print terse show-ids", *options, condition])
+            )
+            rows = parse_terse(output)
+        except UnknownParameter:
+            rows = await self._print_with_find(menu, options, condition)
         if proplist and ".id" not in proplist:
             # show-ids prints the id on every line; the API sends it only when listed.
             for row in rows:
                 row.pop(".id", None)
         return rows if limit is None else rows[: max(limit, 0)]
+
+    async def _print_with_find(self, menu: str, options: list[str], condition: str) -> list[Row]:
+        """Print without ``show-ids`` and take the ids from ``find``, for consoles without it.
+
+        NOTE: meant for RouterOS 6, whose console is believed to lack ``show-ids``. The
+        simulator accepts ``show-ids`` on every version, so tests reach this path only
+        through an injected error.
+        """
+        rows = parse_terse(await self._run(" ".join([f"{menu}/print terse", *options, condition])))
+        found = await self._run(f":put [{menu}/find {condition}]".replace(" ]", "]"))
+        ids = [item for item in found.strip().split(";") if item]
+        if len(ids) == len(rows):
+            for row, item_id in zip(rows, ids, strict=True):
+                row[".id"] = item_id
+        return rows
 
     async def get(self, path: str) -> Row:
         """Run ``print`` in a singleton menu and parse its ``name: value`` lines."""

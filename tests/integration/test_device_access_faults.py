@@ -262,3 +262,18 @@ async def test_ssh_host_key_pinning_by_public_key(fleet: Fleet, device: Device) 
     public_line = host_key(algorithm).export_public_key().decode()
     client = await open_client(await make_target(fleet, device, "ssh", ssh_host_key=public_line))
     await client.close()
+
+
+async def test_ssh_print_without_show_ids(fleet: Fleet, device: Device) -> None:
+    """When the console rejects show-ids, print takes the ids from find instead."""
+    rule = device.faults.trap_on(
+        "/interface/ethernet/print", "expected end of command (line 1 column 36)", nth=1
+    )
+    client = await open_client(await make_target(fleet, device, "ssh"))
+    try:
+        rows = await client.print("/interface/ethernet", proplist=[".id", "name"])
+    finally:
+        await client.close()
+    assert [row["name"] for row in rows] == [f"ether{index}" for index in range(1, 6)]
+    assert [row[".id"] for row in rows] == ["*1", "*2", "*3", "*4", "*5"]
+    assert rule.calls == 2
