@@ -276,4 +276,4 @@ async def test_ssh_print_without_show_ids(fleet: Fleet, device: Device) -> None:
         await client.close()
     assert [row["name"] for row in rows] == [f"ether{index}" for index in range(1, 6)]
     assert [row[".id"] for row in rows] == ["*1", "*2", "*3", "*4", "*5"]
-    assert rule.calls == 2
+    assert rule.calls >= 2  # the rejected print, then the fallback
