@@ -3,7 +3,7 @@
 Each device gets a semaphore of ``max_per_device`` slots. A session takes a slot, reuses an
 idle logged-in client for the same target or opens a new one, and gives both back at the end.
 A client is closed instead of reused when it failed with a retryable error (timeout, lost
-connection, protocol violation) or reports itself unhealthy. So a hung device holds its own
+connection, protocol violation) or reports itself unhealthy. So a hung device keeps its own
 slots for at most the command timeout, and other devices never wait for it.
 
 The pool lives in one process; it shares nothing with other workers.

@@ -203,7 +203,7 @@ def _http_transport(target: DeviceTarget) -> httpx.AsyncHTTPTransport:
     transport = httpx.AsyncHTTPTransport(verify=ssl_context, retries=0)
     if target.tls_fingerprint is not None:
         # httpx has no public hook for its network backend, so the pool is rebuilt with one.
-        # A test pins this: it fails if httpx stops reading _pool.
+        # test_tls_wrong_fingerprint_rejected fails if httpx stops reading _pool.
         transport._pool = httpcore.AsyncConnectionPool(
             ssl_context=ssl_context,
             max_connections=2,
@@ -268,7 +268,8 @@ class RestClient:
         for name, value in (where or {}).items():
             params[check_property_name(name)] = value
         rows = to_rows(await self._request("GET", _url(path), params=params))
-        # NOTE: REST has no server-side limit either; the surplus rows are dropped here.
+        # NOTE: REST has no server-side limit, so every matching row is transferred and the
+        # surplus is dropped here.
         return rows if limit is None else rows[: max(limit, 0)]
 
     async def get(self, path: str) -> Row:
