@@ -14,6 +14,7 @@ from simulator.executor import (
     CATEGORY_ARGUMENT,
     CATEGORY_GENERAL,
     CATEGORY_SCRIPT,
+    NO_SUCH_ITEM,
     PERMISSION_DENIED,
     CommandError,
     Result,
@@ -83,7 +84,7 @@ def file_add(session: Session, command: str, attrs: dict[str, str], queries: lis
     if not name:
         raise CommandError(Trap("failure: name is not specified", CATEGORY_ARGUMENT))
     if find_file(session.state, name) is not None:
-        raise CommandError(Trap("failure: file already exists", CATEGORY_GENERAL))
+        raise CommandError(Trap("failure: file already exists"))
     contents = attrs.get("contents", "")
     _check_contents_size(contents)
     item = write_file(session.state, name, contents)
@@ -105,7 +106,7 @@ def file_set(session: Session, command: str, attrs: dict[str, str], queries: lis
         table = session.state.table("/file")
         item = table.find(key) if table is not None else None
         if item is None:
-            raise CommandError(Trap("no such item (4)", 0))
+            raise CommandError(Trap(NO_SUCH_ITEM))
         write_file(session.state, item["name"], attrs["contents"])
     return Result()
 
@@ -370,7 +371,7 @@ def script_run(session: Session, command: str, attrs: dict[str, str], queries: l
     table = session.state.table("/system/script")
     item = table.find(key) if table is not None and key else None
     if item is None:
-        raise CommandError(Trap("no such item (4)", 0))
+        raise CommandError(Trap(NO_SUCH_ITEM))
     runs = int(item.get("run-count", "0") or 0) + 1
     session.state.update_item("/system/script", item[".id"], {"run-count": str(runs)})
     try:

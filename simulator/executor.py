@@ -30,6 +30,7 @@ CATEGORY_GENERAL = 4
 CATEGORY_API = 5
 
 PERMISSION_DENIED = "not enough permissions (9)"
+NO_SUCH_ITEM = "no such item (4)"
 # Files bigger than this show no ``contents`` in print, so clients must use /file/read.
 INLINE_CONTENTS_LIMIT = 4095
 
@@ -316,7 +317,8 @@ def _check_unique(state: DeviceState, path: str, candidate: Mapping[str, str], s
         return
     for item in table.items:
         if item.get(".id") != skip_id and all(_same_value(item.get(key), candidate[key]) for key in keys):
-            raise CommandError(Trap(message, CATEGORY_GENERAL))
+            # Sources show these texts but no category, so none is sent.
+            raise CommandError(Trap(message))
 
 
 def _same_value(stored: str | None, wanted: str) -> bool:
@@ -362,7 +364,7 @@ def _resolve(session: Session, path: str, key: str) -> tuple[str, Item]:
         item = table.find(key) if table is not None else None
         if item is not None:
             return path, item
-    raise CommandError(Trap("no such item (4)", CATEGORY_MISSING))
+    raise CommandError(Trap(NO_SUCH_ITEM))
 
 
 def set_items(session: Session, path: str, attrs: dict[str, str], queries: list[str]) -> Result:
