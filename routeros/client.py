@@ -55,7 +55,11 @@ class DeviceClient(Protocol):
         ...
 
     async def add(self, path: str, values: dict[str, str]) -> str:
-        """Add an item and return its new ``.id``."""
+        """Add an item and return its new ``.id``.
+
+        Returns ``""`` when the device reports no id, as ``/file/add`` before RouterOS 7.13
+        does over the API.
+        """
         ...
 
     async def set(self, path: str, item_id: str | None, values: dict[str, str]) -> None:
