@@ -160,7 +160,9 @@ def export_command(session: Session, command: str, attrs: dict[str, str], querie
     show = _flag(attrs, "show-sensitive") or v6_default
     menu = command.rpartition("/")[0] or None
     try:
-        text = exporter.render_export(state, terse=_flag(attrs, "terse"), show_sensitive=show, menu=menu)
+        text = exporter.render_export(
+            state, terse=_flag(attrs, "terse"), show_sensitive=show, menu=menu, verbose=_flag(attrs, "verbose")
+        )
     except ValueError as error:
         raise CommandError(Trap(f"failure: export failed: {error}", CATEGORY_GENERAL)) from error
     name = attrs.get("file")

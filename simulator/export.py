@@ -27,13 +27,17 @@ def render_export(
     terse: bool = False,
     show_sensitive: bool = False,
     menu: str | None = None,
+    verbose: bool = False,
 ) -> str:
-    """Return the export text of ``state``, optionally only the menu ``menu`` and below."""
+    """Return the export text of ``state``, optionally only the menu ``menu`` and below.
+
+    ``verbose`` lists every stored property of built-in items, not only changed ones.
+    """
     sections: list[tuple[str, list[RscCommand]]] = []
     for path, table in _ordered_tables(state):
         if path in NOT_EXPORTED or (menu is not None and not (path == menu or path.startswith(menu + "/"))):
             continue
-        commands = list(_table_commands(state, path, table.singleton, show_sensitive))
+        commands = list(_table_commands(state, path, table.singleton, show_sensitive, verbose))
         if commands:
             sections.append((path, commands))
     return rsc.render_export(
@@ -58,23 +62,26 @@ def _header(state: DeviceState) -> rsc.ExportHeader:
     )
 
 
-def _table_commands(state: DeviceState, path: str, singleton: bool, show_sensitive: bool) -> Iterator[RscCommand]:
+def _table_commands(
+    state: DeviceState, path: str, singleton: bool, show_sensitive: bool, verbose: bool
+) -> Iterator[RscCommand]:
     schema = schemas.schema_for(path)
     for position, item in enumerate(state.tables[path].items):
         default = state.builtin(path, item)
-        if singleton:
-            changed = _changed(item, default or {})
-            if changed:
-                yield RscCommand(path, "set", properties=_properties(schema, changed, show_sensitive))
-            continue
-        if default is None:
+        if default is None and not singleton:
             yield RscCommand(path, "add", properties=_properties(schema, _without_hidden(item), show_sensitive))
             continue
-        changed = _changed(item, default)
-        if changed:
-            selector, selector_filter = _selector(default, position)
-            properties = _properties(schema, changed, show_sensitive)
-            yield RscCommand(path, "set", selector=selector, selector_filter=selector_filter, properties=properties)
+        # Verbose exports list every property of a built-in item, compact ones only changes.
+        changed = _changed(item, {} if verbose else default or {})
+        properties = _properties(schema, changed, show_sensitive)
+        if not properties:
+            continue
+        if singleton:
+            yield RscCommand(path, "set", properties=properties)
+            continue
+        assert default is not None
+        selector, selector_filter = _selector(default, position)
+        yield RscCommand(path, "set", selector=selector, selector_filter=selector_filter, properties=properties)
 
 
 def _without_hidden(item: Item) -> Item:

@@ -389,3 +389,26 @@ def test_loader_export_properties_become_known() -> None:
     assert result.traps == []
     unknown = execute(session, "/ip/address/add", {"address": "192.0.2.8/24", "interface": "ether1", "color": "red"})
     assert unknown.traps[0].message == "unknown parameter color"
+
+
+def test_export_compact_and_verbose(admin: Session) -> None:
+    """Compact exports list changes only; verbose ones also list built-in properties."""
+    from simulator.export import render_export
+
+    _ok(execute(admin, "/interface/ethernet/set", {".id": "ether2", "comment": "uplink"}))
+    compact = render_export(admin.state)
+    verbose = render_export(admin.state, verbose=True)
+    assert "set [ find default-name=ether2 ] comment=uplink" in compact
+    assert "default-name=ether1" not in compact
+    assert "set [ find default-name=ether1 ] name=ether1 mtu=1500" in verbose
+    assert "set telnet name=telnet port=23 disabled=no" in verbose
+    assert "/user\n" not in verbose
+
+
+def test_export_hides_sensitive_values(admin: Session) -> None:
+    """Secrets appear only with show_sensitive."""
+    from simulator.export import render_export
+
+    _ok(execute(admin, "/ppp/secret/add", {"name": "dialin", "password": "s3cret"}))
+    assert "s3cret" not in render_export(admin.state)
+    assert "password=s3cret" in render_export(admin.state, show_sensitive=True)
