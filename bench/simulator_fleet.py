@@ -1,4 +1,4 @@
-"""Measure memory and answer time of a large simulator fleet in one process.
+"""Measure memory and response time of a large simulator fleet in one process.
 
 Run: ``.venv/bin/python bench/simulator_fleet.py --devices 1000``. It starts the fleet from
 the lab sample export, then logs in to every device over the binary API at once and

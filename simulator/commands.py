@@ -155,7 +155,7 @@ def export_command(session: Session, command: str, attrs: dict[str, str], querie
         raise CommandError(Trap("unknown parameter show-sensitive"))
     if _flag(attrs, "show-sensitive"):
         _require(session, "sensitive")
-    # RouterOS 6 shows secrets unless told otherwise, but only to users allowed to see them.
+    # RouterOS 6 shows secrets unless hide-sensitive is given, but only to users with "sensitive".
     v6_default = not state.version_at_least(7) and "hide-sensitive" not in attrs and session.can("sensitive")
     show = _flag(attrs, "show-sensitive") or v6_default
     menu = command.rpartition("/")[0] or None

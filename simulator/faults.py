@@ -42,7 +42,7 @@ class Faults:
         refuse_logins: Fail every login with ``invalid user name or password (6)``.
         rest_invalid_json: REST replies put raw control bytes into JSON strings, as some
             RouterOS versions do with DHCP host names.
-        traps: Commands answered with a trap instead of running.
+        traps: Commands replaced by a trap instead of running.
     """
 
     latency: float = 0.0

@@ -124,7 +124,7 @@ async def _probe(fleet: Fleet, name: str, limit: asyncio.Semaphore) -> int:
 
 
 async def test_fleet_thousand_devices_fit() -> None:
-    """1,000 devices from one export stay under 1 GiB and all answer within 10 s."""
+    """1,000 devices from one export stay under 1 GiB and all reply within 10 s."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)), hard))
     before = _rss_bytes()
