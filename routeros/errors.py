@@ -146,7 +146,8 @@ _MESSAGE_PATTERNS: tuple[tuple[re.Pattern[str], type[DeviceError]], ...] = tuple
         (r"no such item", ItemNotFound),
         (r"already have|already exists", AlreadyExists),
         (
-            r"invalid value|input does not match any value|must be either|value of .* out of range",
+            r"invalid value|input does not match any value|must be either|value of .* out of range|"
+            r"missing value",
             InvalidValue,
         ),
         (r"^session closed$", DeviceTimeout),

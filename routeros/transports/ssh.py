@@ -311,8 +311,22 @@ class SshClient:
         await self._run(f"{_menu(path)}/remove {items}")
 
     async def command(self, path: str, args: dict[str, str] | None = None) -> list[Row]:
-        """Run a console command; its output, if any, comes back as ``[{"output": text}]``."""
-        output = await self._run(f"{_menu(path)} {self._arguments(args or {})}".rstrip())
+        """Run a console command; its output, if any, comes back as ``[{"output": text}]``.
+
+        ``.id`` or ``numbers`` becomes the console's positional item list, and an ``add``
+        returns ``[{"ret": new_id}]`` as it does over the API.
+        """
+        menu = _menu(path)
+        remaining = dict(args or {})
+        if menu.endswith("/add"):
+            new_id = await self.add(menu.removesuffix("/add"), remaining)
+            return [{"ret": new_id}] if new_id else []
+        items = remaining.pop(".id", None) or remaining.pop("numbers", None)
+        words = [menu]
+        if items:
+            words.append(",".join(self._item(item) for item in items.split(",")))
+        words.append(self._arguments(remaining))
+        output = await self._run(" ".join(word for word in words if word), menu)
         return [{"output": output}] if output.strip() else []
 
     async def export(self, *, terse: bool = True, show_sensitive: bool = False) -> str:

@@ -317,3 +317,24 @@ async def test_device_access_limit_keeps_connection_in_step(
     assert identity["name"] == "MikroTik"
     assert len(everything) == 800
     assert nothing == []
+
+
+async def test_device_access_command_unset_and_add(client: DeviceClient) -> None:
+    """command() runs unset by .id, a singleton set, and an add that reports its id."""
+    new_id = await client.add(
+        "/ip/address", {"address": "10.9.5.1/24", "interface": "ether1", "comment": "temporary"}
+    )
+    await client.command("/ip/address/unset", {".id": new_id, "value-name": "comment"})
+    row = (await client.print("/ip/address", where={".id": new_id}))[0]
+    assert "comment" not in row
+
+    await client.command("/system/identity/set", {"name": "via-command"})
+    assert (await client.get("/system/identity"))["name"] == "via-command"
+
+    reply = await client.command(
+        "/ip/address/add", {"address": "10.9.6.1/24", "interface": "ether1"}
+    )
+    assert reply[-1]["ret"].startswith("*")
+
+    await client.remove("/ip/address", [new_id, reply[-1]["ret"]])
+    assert await client.print("/ip/address", where={"interface": "ether1"}) == []

@@ -39,6 +39,7 @@ from routeros.errors import (
         ("input does not match any value of interface", InvalidValue),
         ("invalid value for argument address", InvalidValue),
         ("invalid value of power-cycle-ping-enabled, must be either yes or no", InvalidValue),
+        ("missing value(s) of argument(s) numbers", InvalidValue),
         ("unknown parameter vrf", UnknownParameter),
         ("expected end of command (line 1 column 17)", UnknownParameter),
         ("interrupted", CommandFailed),
