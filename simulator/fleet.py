@@ -163,7 +163,9 @@ def _make_server(
             return None  # RouterOS 6 has no REST API.
         from simulator.rest import RestServer
 
-        return RestServer(device.state, faults=device.faults, host=host, port=port, tls=transport == "rest-ssl")
+        # The fleet's one certificate, so the published fingerprint also holds for HTTPS.
+        https = context if transport == "rest-ssl" else False
+        return RestServer(device.state, faults=device.faults, host=host, port=port, tls=https)
     if transport == "ssh":
         from simulator.ssh import SshServer
 

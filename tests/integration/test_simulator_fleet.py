@@ -177,3 +177,22 @@ def test_simulate_command_rejects_bad_version() -> None:
     )
     assert completed.returncode != 0
     assert "use one of 7.19, 6.49" in completed.stderr
+
+
+async def test_fleet_https_uses_published_certificate() -> None:
+    """REST over HTTPS presents the certificate whose fingerprint endpoints() publishes."""
+    import hashlib
+    import ssl
+
+    async with Fleet(1, transports=("rest-ssl",)) as fleet:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(HOST, fleet.device("r1").ports["rest-ssl"], ssl=context), WAIT
+        )
+        der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+        writer.close()
+        await writer.wait_closed()
+        published = fleet.endpoints()[0]["tls_fingerprint"]
+    assert hashlib.sha256(der).hexdigest() == published
