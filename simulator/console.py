@@ -28,6 +28,13 @@ _PRINT_FLAGS = frozenset(
      "show-ids", "follow", "follow-only", "interval", "proplist", "file", "append", "from",
      "stats", "all"}
 )
+# Commands the console runs only after a y/N question, with the question's text.
+CONFIRMATIONS = {
+    "/system/reboot": "Reboot, yes? [y/N]: ",
+    "/system/shutdown": "Shutdown, yes? [y/N]: ",
+    "/system/backup/load": "Restore and reboot? [y/N]: ",
+    "/system/reset-configuration": "Dangerous! Reset anyway? [y/N]: ",
+}
 _EXPORT_FLAGS = frozenset({"compact", "terse", "verbose", "file", "show-sensitive", "hide-sensitive", "where"})
 
 
@@ -39,11 +46,28 @@ class ConsoleOutput:
     quit: bool = False
     error: CliError | None = None
     after_reply: list[Callable[[], None]] = field(default_factory=list)
+    question: str | None = None
+    _confirmed: Callable[[], ConsoleOutput] | None = None
 
     @property
     def failed(self) -> bool:
         """Whether the line ended with a console error."""
         return self.error is not None
+
+    def answer(self, yes: bool) -> ConsoleOutput:
+        """Run (``yes``) or drop the command that asked ``question`` and return its output."""
+        if self._confirmed is None or not yes:
+            return ConsoleOutput()
+        return self._confirmed()
+
+
+@dataclass
+class ScriptRun:
+    """Output of a script, its first error (which ended it) and actions to run afterwards."""
+
+    output: str = ""
+    error: str | None = None
+    after_reply: list[Callable[[], None]] = field(default_factory=list)
 
 
 @dataclass
@@ -93,22 +117,34 @@ class Console:
             chunks.append(output.text)
             if output.quit:
                 return ConsoleOutput("".join(chunks), quit=True)
+            if output.question is not None:
+                # Commands after one that asks for confirmation are not run.
+                output.text = "".join(chunks)
+                return output
         return ConsoleOutput("".join(chunks))
 
-    def run_script(self, script: str) -> tuple[str, str | None]:
-        """Run script text line by line; return the output and the first error, if any.
+    def run_script(self, script: str) -> ScriptRun:
+        """Run script text line by line until the end or the first error.
 
         The error text names the line, as RouterOS does for ``/import`` and ``/execute``.
+        Scripts never ask for confirmation, so a reboot in a script just runs.
         """
+        run = ScriptRun()
         chunks: list[str] = []
         for number, line in cli.split_statements(script):
             output = self.run_line(line, number)
+            if output.question is not None:
+                chunks.append(output.text)
+                output = output.answer(True)
+            run.after_reply.extend(output.after_reply)
             if output.error is not None:
-                return "".join(chunks), output.error.script_message()
+                run.error = output.error.script_message()
+                break
             chunks.append(output.text)
             if output.quit:
                 break
-        return "".join(chunks), None
+        run.output = "".join(chunks)
+        return run
 
     # -- dispatch -----------------------------------------------------------------
 
@@ -130,7 +166,19 @@ class Console:
         if command.verb == "find":
             self._find_command(command, line_number)
             return ConsoleOutput()
+        question = CONFIRMATIONS.get(f"{command.path}/{command.verb}")
+        if question is not None:
+            return ConsoleOutput(question=question, _confirmed=lambda: self._confirmed(command, line_number))
         return ConsoleOutput(self._generic(command, line_number))
+
+    def _confirmed(self, command: CliCommand, line_number: int) -> ConsoleOutput:
+        try:
+            text = self._generic(command, line_number)
+        except CliError as error:
+            return ConsoleOutput(error.render() + "\n", error=error)
+        output = ConsoleOutput(text)
+        output.after_reply, self._after_reply = self._after_reply, []
+        return output
 
     def _run_scripting(self, line: str, line_number: int) -> ConsoleOutput:
         """Run ``:put``, the one scripting command automation relies on.

@@ -260,8 +260,9 @@ class RestServer:
         return self._json([])
 
     def _execute_script(self, session: Session, attributes: dict[str, str]) -> HttpResponse:
-        console = Console(session)
-        output, error = console.run_script(attributes.get("script", ""))
+        run = Console(session).run_script(attributes.get("script", ""))
+        for action in run.after_reply:
+            asyncio.get_running_loop().call_soon(action)
         if "as-string" not in attributes:
             # Without as-string RouterOS starts a background job and returns its id. The
             # simulator runs the script at once and returns an id of the same shape.
@@ -269,7 +270,8 @@ class RestServer:
             return self._json({"ret": f"*{0xB000 + self._jobs:X}"})
         # With as-string RouterOS returns 200 even when the script fails, with the error
         # text as the output.
-        return self._json({"ret": error if error is not None else output.replace("\n", "\r\n")})
+        output = run.error if run.error is not None else run.output.replace("\n", "\r\n")
+        return self._json({"ret": output})
 
     async def _hold_until_timeout(self) -> HttpResponse:
         await asyncio.sleep(self._options.session_timeout)

@@ -239,6 +239,14 @@ class SshServer:
                 return
             output = console.run_line(line, number)
             write_text(process, output.text)
+            if output.question is not None:
+                # The question is answered from the request's stdin and end of input means no.
+                # Like the console, this waits until the client sends a key or closes stdin.
+                write_text(process, output.question)
+                key = await process.stdin.read(1)
+                write_text(process, "\n")
+                output = output.answer(key.lower() == b"y")
+                write_text(process, output.text)
             await process.stdout.drain()
             run_after_reply(output)
             if output.quit:

@@ -192,6 +192,9 @@ class Shell:
         self._line.clear()
         output = self.console.run_line(text, 1)
         write_text(self.process, output.text)
+        if output.question is not None:
+            output = await self._confirm(output)
+            write_text(self.process, output.text)
         await self.process.stdout.drain()
         run_after_reply(output)
         if output.quit:
@@ -199,6 +202,13 @@ class Shell:
             return False
         write_text(self.process, self._prompt())
         return True
+
+    async def _confirm(self, output: ConsoleOutput) -> ConsoleOutput:
+        """Ask the command's y/N question; anything but ``y`` drops the command."""
+        write_text(self.process, output.question or "")
+        key = await self._read_key()
+        write_bytes(self.process, (key or b"").rstrip(b"\r\n") + b"\r\n")
+        return output.answer(key is not None and key.lower() == b"y")
 
     async def _control_or_text(self, byte: int) -> bool:
         """Handle one typed byte other than Enter; return False when the session ends."""

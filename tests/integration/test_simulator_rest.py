@@ -430,3 +430,22 @@ async def test_rest_https_presents_given_certificate(device: DeviceState) -> Non
         await server.stop()
 
     assert hashlib.sha256(certificate).hexdigest() == material.fingerprint
+
+
+async def test_rest_execute_runs_reboot_without_question(device: DeviceState) -> None:
+    """Scripts never ask for confirmation: a reboot in ``/execute`` runs after the reply."""
+    rebooted = asyncio.Event()
+    device.add_reboot_listener(rebooted.set)
+    rest = RestServer(device)
+    await rest.start()
+    try:
+        async with httpx.AsyncClient(auth=("admin", PASSWORD), timeout=TIMEOUT) as http:
+            response = await http.post(
+                f"http://127.0.0.1:{rest.port}/rest/execute", json={"script": "/system reboot", "as-string": ""}
+            )
+        await asyncio.wait_for(rebooted.wait(), TIMEOUT)
+    finally:
+        await rest.stop()
+
+    assert response.status_code == 200
+    assert response.json() == {"ret": ""}

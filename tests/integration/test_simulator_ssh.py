@@ -519,7 +519,9 @@ async def test_ssh_safe_mode_undo_on_disconnect(ssh: SshServer, device: DeviceSt
         during = addresses_of(device)
 
     async def undone() -> None:
-        while "192.0.2.1/24" not in addresses_of(device):
+        # The undo runs in the server's session task after the disconnect, which offers no
+        # event to await, so the state is polled within the bounded wait.
+        while "192.0.2.1/24" not in addresses_of(device):  # noqa: ASYNC110
             await asyncio.sleep(0.01)
 
     await asyncio.wait_for(undone(), TIMEOUT)
@@ -615,3 +617,28 @@ async def test_ssh_new_password_dialog_on_7_21() -> None:
     assert b"password changed" in changed
     assert b"fresh-secret" not in changed
     assert device.authenticate("admin", "fresh-secret") is not None
+
+
+async def test_ssh_reboot_asks_for_confirmation(ssh: SshServer, device: DeviceState) -> None:
+    """Reboot asks ``Reboot, yes? [y/N]:``; ``n`` or end of input keeps the device up, ``y`` reboots."""
+    reboots: list[bool] = []
+    device.add_reboot_listener(lambda: reboots.append(True))
+
+    async with connect(ssh) as connection:
+        declined = await asyncio.wait_for(connection.run("/system reboot", input=b"n", encoding=None), TIMEOUT)
+        process = await connection.create_process("/system reboot", encoding=None)
+        process.stdin.write_eof()
+        silent = await asyncio.wait_for(process.wait(), TIMEOUT)
+    count_before = len(reboots)
+    async with connect(ssh, username="admin+ct") as connection:
+        shell = await open_shell(connection)
+        question = await shell.type(b"/system reboot\r", b"[y/N]: ")
+        shell.process.stdin.write(b"y")
+        await asyncio.wait_for(shell.process.wait_closed(), TIMEOUT)
+
+    assert declined.stdout == b"Reboot, yes? [y/N]: \r\n"
+    assert silent.stdout == b"Reboot, yes? [y/N]: \r\n"
+    assert count_before == 0
+    assert b"Reboot, yes? [y/N]: " in question
+    assert reboots == [True]
+
