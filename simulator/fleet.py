@@ -46,13 +46,16 @@ def load_template(
     *, version: str | None = None, export: str | bytes | Path | None = None, admin_password: str,
     service_password: str,
 ) -> DeviceState:
-    """Build the starting state every device of a fleet clones, with both accounts."""
+    """Build the starting state every device of a fleet clones, with both accounts.
+
+    ``export`` is a file (``Path`` or a file name) or the export text itself.
+    """
     if export is None:
         state = DeviceState.factory(version or "7.19", admin_password=admin_password)
     else:
         from routeros.rsc import parse_export
 
-        data = Path(export).read_bytes() if isinstance(export, Path) else export
+        data = Path(export).read_bytes() if _names_file(export) else export
         state = DeviceState.from_export(parse_export(data), version=version, admin_password=admin_password)
     state.passwords[ADMIN_USER] = admin_password
     groups = state.table("/user/group")
@@ -65,6 +68,13 @@ def load_template(
         state.add_user(SERVICE_USER, SERVICE_GROUP, service_password)
     state.passwords[SERVICE_USER] = service_password
     return state
+
+
+def _names_file(export: str | bytes | Path) -> bool:
+    """Tell a file name apart from export text: a ``Path``, or a one-line ``str`` naming a file."""
+    if isinstance(export, Path):
+        return True
+    return isinstance(export, str) and "\n" not in export and Path(export).is_file()
 
 
 @dataclass

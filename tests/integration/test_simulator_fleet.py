@@ -196,3 +196,12 @@ async def test_fleet_https_uses_published_certificate() -> None:
         await writer.wait_closed()
         published = fleet.endpoints()[0]["tls_fingerprint"]
     assert hashlib.sha256(der).hexdigest() == published
+
+
+async def test_fleet_export_as_file_name_or_text() -> None:
+    """export= accepts a file name string as well as the export text itself."""
+    sample = SAMPLES / "lab-router-v6.rsc"
+    from_name = Fleet(1, export=str(sample), transports=("api",))
+    from_text = Fleet(1, export=sample.read_text(), transports=("api",))
+    assert from_name.template.version == "6.49.10"
+    assert from_text.template.version == "6.49.10"
