@@ -138,6 +138,31 @@ def test_config_show_rejected_secret_not_echoed(monkeypatch):
     assert "dev_token is only accepted in the lab profile" in result.output
 
 
+def test_config_show_warns_about_ignored_keys(tmp_path, monkeypatch):
+    """Unknown nested keys from env or the config file are named on stderr, not applied."""
+    monkeypatch.setenv("TIKFLOW_ROUTEROS__TIMEOUT", "5")
+    monkeypatch.setenv("TIKFLOW_CONFIG", str(write(tmp_path / "c.yaml", "api:\n  prot: 9000\n")))
+
+    result = runner.invoke(config.app, ["show", "--json"])
+
+    assert result.exit_code == 0, result.output
+    assert "warning: ignored env: routeros.timeout: unknown key" in result.stderr
+    assert "warning: ignored config file: api.prot: unknown key" in result.stderr
+    assert "did you mean 'port'?" in result.stderr
+    assert json.loads(result.stdout)["api.port"]["source"] == "default"
+
+
+def test_config_show_rejects_secret_in_config_file(tmp_path, monkeypatch):
+    """A config file holding a secret stops `config show` with the key named, not the value."""
+    monkeypatch.setenv("TIKFLOW_CONFIG", str(write(tmp_path / "c.yaml", f"master_key: {SECRET}\n")))
+
+    result = runner.invoke(config.app, ["show"])
+
+    assert result.exit_code == 2
+    assert SECRET not in result.output
+    assert "contains the secret master_key" in result.output
+
+
 def test_config_show_unreadable_secret_file_exits_2(tmp_path, monkeypatch):
     """A *_FILE variable naming a missing file is reported with the variable name."""
     monkeypatch.setenv("TIKFLOW_MASTER_KEY_FILE", str(tmp_path / "absent"))

@@ -182,6 +182,29 @@ def _leaves(model: BaseModel, prefix: tuple[str, ...] = ()) -> Iterator[tuple[tu
             yield (*prefix, name), value
 
 
+def ignored_keys() -> list[str]:
+    """Name keys from the environment or the config file that no setting reads.
+
+    Nested sections ignore unknown keys, so ``TIKFLOW_ROUTEROS__TIMEOUT`` or a misspelt key in
+    the config file would silently have no effect.
+
+    Raises:
+        ConfigInvalidError: a source cannot be read.
+    """
+    try:
+        sources = [
+            (_SOURCE_LABELS.get(type(source).__name__, ""), source())
+            for source in _ordered_sources()
+        ]
+    except (ValueError, OSError) as exc:
+        raise ConfigInvalidError([str(exc)]) from None
+    warnings = []
+    for label, data in sources:
+        if label in ("env", "config file"):
+            warnings.extend(f"{label}: {line}" for line in find_unknown_keys(data))
+    return warnings
+
+
 def effective_settings() -> list[SettingOrigin]:
     """Load the settings as ``tikflow`` would and name the source of every value.
 
@@ -440,11 +463,15 @@ def show(
     """Print the effective configuration, where each value came from, with secrets masked."""
     try:
         rows = effective_settings()
+        warnings = ignored_keys()
     except ConfigInvalidError as exc:
         typer.echo("configuration is invalid:", err=True)
         for problem in exc.problems:
             typer.echo(f"  {problem}", err=True)
         raise typer.Exit(EXIT_INVALID) from None
+
+    for warning in warnings:
+        typer.echo(f"warning: ignored {warning}", err=True)
 
     if as_json:
         payload = {row.key: {k: v for k, v in asdict(row).items() if k != "key"} for row in rows}
