@@ -27,7 +27,9 @@ from routeros.errors import (
     DeviceError,
     DeviceTimeout,
     InvalidValue,
+    PermissionDenied,
     UnknownPath,
+    classify_message,
     map_error,
 )
 from routeros.target import DeviceTarget, build_ssl_context, verify_peer_certificate
@@ -169,9 +171,16 @@ async def _login(api: _RawApi, username: str, password: str, *, target: DeviceTa
 
 
 def _raise_for_login_traps(reply: _Reply, target: DeviceTarget) -> None:
+    """Raise PermissionDenied when the user lacks the api policy, else AuthenticationFailed."""
     if not reply.traps:
         return
     message = ", ".join(trap.get("message", "") for trap in reply.traps)
+    if classify_message(message) is PermissionDenied:
+        raise PermissionDenied(
+            f"login to {target.describe()} rejected: {message}; give the user's group the "
+            "api policy",
+            device_message=message,
+        )
     raise AuthenticationFailed(
         f"login to {target.describe()} rejected: {message}; check the user name and password",
         device_message=message,

@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 import pytest_asyncio
 from librouteros.protocol import encode_length
 
-from routeros.errors import ConnectionLost, ProtocolViolation, UnknownPath
+from routeros.errors import (
+    AuthenticationFailed,
+    ConnectionLost,
+    PermissionDenied,
+    ProtocolViolation,
+    UnknownPath,
+)
 from routeros.target import DeviceTarget
 from routeros.transports.api import ApiClient
 
@@ -268,3 +275,28 @@ async def test_api_challenge_login_before_6_43() -> None:
     await server.stop()
     expected = "00" + hashlib.md5(b"\x00pw" + bytes.fromhex(challenge)).hexdigest()
     assert server.requests[1] == ["/login", "=name=admin", f"=response={expected}"]
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        ("invalid user name or password (6)", AuthenticationFailed),
+        ("not enough permissions (9)", PermissionDenied),
+    ],
+)
+async def test_api_login_trap_classes(message: str, expected: type) -> None:
+    """A login trap about policies is PermissionDenied; any other is AuthenticationFailed."""
+
+    async def handler(words: list[str]) -> list[bytes]:
+        return [sentence("!trap", f"=message={message}"), sentence("!done")]
+
+    server = ScriptedServer(handler)
+    port = await server.start()
+    target = DeviceTarget(
+        host="127.0.0.1", port=port, transport="api", username="admin", password="pw"
+    )
+    try:
+        with pytest.raises(expected, match=re.escape(message)):
+            await asyncio.wait_for(ApiClient.connect(target), timeout=5)
+    finally:
+        await server.stop()
