@@ -58,7 +58,8 @@ class _RawProtocol(AsyncApiProtocol):
             if words:
                 break
         if words[0] == "!fatal":
-            await self.transport.close()
+            # Close without waiting: a TLS shutdown handshake with a departing peer can stall.
+            self.transport.writer.close()
             raise FatalError(words[1] if len(words) > 1 else "connection closed by device")
         return words[0], tuple(words[1:])
 
