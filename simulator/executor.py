@@ -336,6 +336,9 @@ def add_item(session: Session, path: str, attrs: dict[str, str], queries: list[s
     table = state.table(path)
     if (table is not None and table.singleton) or schemas.schema_for(path).singleton or path == "/interface":
         raise unknown_command(state, f"{path}/add")
+    place_before = attrs.pop("place-before", None)
+    if place_before is not None:
+        _resolve(session, path, place_before)
     changes = validate_properties(state, path, attrs, creating=True)
     stored = {name: value for name, value in changes.items() if value is not None}
     if path == "/ip/address" and "/" not in stored["address"]:
@@ -344,7 +347,23 @@ def add_item(session: Session, path: str, attrs: dict[str, str], queries: list[s
     if path == "/user":
         session.state.passwords[stored["name"]] = stored.pop("password", "")
     item = state.create_item(path, stored)
+    if place_before is not None:
+        state.move_item(path, item[".id"], _resolve(session, path, place_before)[1][".id"])
     return Result(done={"ret": item[".id"]})
+
+
+def move_items(session: Session, path: str, attrs: dict[str, str], queries: list[str]) -> Result:
+    """Implement ``move =numbers=ids [=destination=id]``: before ``destination`` or to the end."""
+    ids = [part for part in attrs.get("numbers", attrs.get(".id", "")).split(",") if part]
+    if not ids:
+        raise CommandError(Trap("missing value for argument numbers", CATEGORY_ARGUMENT))
+    targets = [_resolve(session, path, key)[1][".id"] for key in ids]
+    destination = attrs.get("destination")
+    before = _resolve(session, path, destination)[1][".id"] if destination else None
+    for item_id in targets:
+        if item_id != before:
+            session.state.move_item(path, item_id, before)
+    return Result()
 
 
 def _target_ids(attrs: Mapping[str, str]) -> list[str]:
@@ -438,6 +457,7 @@ GENERIC_VERBS: dict[str, Handler] = {
     "enable": _toggle("false"),
     "disable": _toggle("true"),
     "unset": unset_property,
+    "move": move_items,
 }
 
 

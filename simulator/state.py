@@ -327,6 +327,21 @@ class DeviceState:
         self.notify(path, item)
         return item
 
+    def move_item(self, path: str, item_id: str, before_id: str | None) -> None:
+        """Move one item right before ``before_id``, or to the end when that is ``None``."""
+        table = self.writable(path)
+        item = table.find(item_id)
+        if item is None:
+            raise KeyError(item_id)
+        table.items.remove(item)
+        target = table.find(before_id) if before_id is not None else None
+        if before_id is not None and target is None:
+            table.items.append(item)
+            raise KeyError(before_id)
+        index = table.items.index(target) if target is not None else len(table.items)
+        table.items.insert(index, item)
+        self.notify(path, item)
+
     def remove_item(self, path: str, item_id: str) -> Item:
         """Remove one item by id or name and notify listeners that it is dead."""
         table = self.writable(path)

@@ -412,3 +412,23 @@ def test_export_hides_sensitive_values(admin: Session) -> None:
     _ok(execute(admin, "/ppp/secret/add", {"name": "dialin", "password": "s3cret"}))
     assert "s3cret" not in render_export(admin.state)
     assert "password=s3cret" in render_export(admin.state, show_sensitive=True)
+
+
+def test_executor_place_before_and_move(admin: Session) -> None:
+    """add place-before inserts in order, and move reorders before a destination or to the end."""
+    first = _ok(execute(admin, "/ip/firewall/filter/add", {"chain": "input", "comment": "a"})).done["ret"]
+    last = _ok(execute(admin, "/ip/firewall/filter/add", {"chain": "input", "comment": "c"})).done["ret"]
+    middle = _ok(execute(admin, "/ip/firewall/filter/add", {"chain": "input", "comment": "b",
+                                                              "place-before": last})).done["ret"]
+
+    def order() -> list[str]:
+        return [row["comment"] for row in _ok(execute(admin, "/ip/firewall/filter/print", {})).rows]
+
+    assert order() == ["a", "b", "c"]
+    _ok(execute(admin, "/ip/firewall/filter/move", {"numbers": last, "destination": first}))
+    assert order() == ["c", "a", "b"]
+    _ok(execute(admin, "/ip/firewall/filter/move", {"numbers": last}))
+    assert order() == ["a", "b", "c"]
+    missing = execute(admin, "/ip/firewall/filter/add", {"chain": "input", "place-before": "*FFFF0"})
+    assert missing.traps[0].message == "no such item (4)"
+    assert middle.startswith("*")
