@@ -7,6 +7,7 @@ import hashlib
 import json
 import ssl
 from collections.abc import AsyncIterator
+from urllib.parse import quote_from_bytes
 
 import httpx
 import pytest
@@ -342,11 +343,15 @@ async def test_rest_non_utf8_bytes_pass_raw(client: httpx.AsyncClient, device: D
     device.create_item("/ip/firewall/address-list", {"list": "office", "address": "192.0.2.8", "comment": CP1251_COMMENT})
 
     response = await client.get("/ip/firewall/address-list")
+    encoded = quote_from_bytes(CP1251_COMMENT.encode("utf-8", "surrogateescape"))
+    filtered = await client.get(f"/ip/firewall/address-list?comment={encoded}")
 
     expected = CP1251_COMMENT.encode("utf-8", "surrogateescape")
     assert b'"comment":"' + expected + b'"' in response.content
     with pytest.raises(UnicodeDecodeError):
         response.content.decode("utf-8")
+    assert b'"address":"192.0.2.8"' in filtered.content
+    assert filtered.content.count(b'"address"') == 1
 
 
 async def test_rest_hang_fault_never_answers(client: httpx.AsyncClient, faults: Faults) -> None:
@@ -449,3 +454,16 @@ async def test_rest_execute_runs_reboot_without_question(device: DeviceState) ->
 
     assert response.status_code == 200
     assert response.json() == {"ret": ""}
+
+
+async def test_rest_garbage_request_gets_400(rest: RestServer, client: httpx.AsyncClient) -> None:
+    """Bytes that are not HTTP get a 400 and the server keeps serving other clients."""
+    reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", rest.port), TIMEOUT)
+    writer.write(b"\x16\x03\x01\xff\xfe not http at all\r\n\r\n")
+    await writer.drain()
+    reply = await asyncio.wait_for(reader.read(), TIMEOUT)
+    writer.close()
+    await writer.wait_closed()
+
+    assert reply.startswith(b"HTTP/1.1 400 ")
+    assert (await client.get("/system/identity")).status_code == 200
