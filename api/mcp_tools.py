@@ -30,9 +30,11 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from api.authz import AccessDenied, ToolCall, tool_access
+from api.catalog import ToolCatalog
 from api.ratelimit import RateLimited
 from api.security import principal_from_access_token
 from api.services import Services
+from api.tools_paged import register_paged_tools
 from inventory.devices import DeviceNotFound, DeviceUnavailable
 from planning.model import ChangeRequest
 from planning.planner import PlanDevice, build_plan
@@ -117,17 +119,22 @@ class ToolRunner:
     def __init__(self, server: MCPServer, services: Services) -> None:
         self.server = server
         self.services = services
+        self.catalog = ToolCatalog()
 
     def tool(self, name: str, *, title: str, tier: str, annotations: ToolAnnotations,
              description: str) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
+        entry = self.catalog.add(name, title=title, tier=tier, description=description,
+                                 read_only=bool(annotations.read_only_hint),
+                                 destructive=bool(annotations.destructive_hint))
+
         def decorate(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
             @functools.wraps(fn)
             async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+                entry.warn_if_deprecated()
                 return await self._call(name, tier, fn, args, kwargs)
 
-            self.server.add_tool(wrapper, name=name, title=title, description=description,
-                                 annotations=annotations, meta={"tikflow/tier": tier},
-                                 structured_output=True)
+            self.server.add_tool(wrapper, name=name, title=title, description=entry.description,
+                                 annotations=annotations, meta=entry.meta, structured_output=True)
             return wrapper
 
         return decorate
@@ -201,8 +208,8 @@ PLAN = ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint
 APPLY = ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=False, openWorldHint=True)
 
 
-def register_tools(server: MCPServer, services: Services) -> None:
-    """Register tikflow's MCP tools on ``server``."""
+def register_tools(server: MCPServer, services: Services) -> ToolRunner:
+    """Register tikflow's MCP tools on ``server`` and return the runner with their catalog."""
     runner = ToolRunner(server, services)
 
     async def read_rows(device_ref: str, path: str, *, where: dict[str, str] | None,
@@ -243,6 +250,8 @@ def register_tools(server: MCPServer, services: Services) -> None:
                               limit: int = DEFAULT_LIMIT) -> ItemList:
         where = {"interface": interface} if interface else None
         return await read_rows(device, "/ip/address", where=where, limit=limit)
+
+    register_paged_tools(runner, services)
 
     @runner.tool("firewall.filter.list.v1", title="List firewall filter rules", tier="read",
                  annotations=READ,
@@ -352,6 +361,8 @@ def register_tools(server: MCPServer, services: Services) -> None:
                 if plan.workflow_id else None)
         return PlanStatus(plan_id=plan.id, status=status, detail=detail, workflow_id=plan.workflow_id,
                           temporal_ui=link, steps=steps)
+
+    return runner
 
 
 async def _query_progress(services: Services, workflow_id: str) -> PlanProgress | None:
