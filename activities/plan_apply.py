@@ -21,15 +21,19 @@ from routeros.client import DeviceClient
 from routeros.errors import DeviceError
 from storage.audit import record_audit
 from storage.db import Database
+from storage.incident import is_paused
 from storage.models import Device, Plan, PlanChange, Snapshot
 from tikflow.settings import Settings
 from workflows.models import (
+    ApprovalPolicy,
     ChangeStepInput,
     ChangeStepResult,
+    DeadManInput,
     DeviceStepInput,
     LoadedPlan,
     PlanRef,
     PlanStatusInput,
+    RolloutPolicy,
     StepRef,
     UndoResult,
     VerifyResult,
@@ -84,15 +88,45 @@ class PlanApplyActivities:
             changes = (await session.scalars(
                 select(PlanChange).where(PlanChange.plan_id == plan.id).order_by(PlanChange.seq)
             )).all()
-            return LoadedPlan(
-                plan_id=plan.id,
-                device_ids=list(plan.device_ids),
-                environments=list(plan.environments),
-                risk=plan.risk,
-                steps=[StepRef(seq=c.seq, device_id=c.device_id, path=c.path, action=c.action)
-                       for c in changes],
-                device_attempts=self.settings.routeros.retries,
-            )
+            steps = [StepRef(seq=c.seq, device_id=c.device_id, path=c.path, action=c.action)
+                     for c in changes]
+        dead_man = await self._dead_man_devices(plan)
+        return LoadedPlan(
+            plan_id=plan.id,
+            author=plan.author,
+            device_ids=list(plan.device_ids),
+            environments=list(plan.environments),
+            risk=plan.risk,
+            steps=steps,
+            device_attempts=self.settings.routeros.retries,
+            rollout=RolloutPolicy.model_validate(_rollout_fields(plan.rollout)),
+            approval=ApprovalPolicy(mode=plan.approval_mode,
+                                    timeout_seconds=self.settings.plans.approval_timeout_seconds),
+            incident_paused=await is_paused(self.db),
+            dead_man_devices=dead_man,
+            dead_man_seconds=int(plan.rollout.get("dead_man_seconds", self.settings.plans.dead_man_seconds)),
+        )
+
+    async def _dead_man_devices(self, plan: Plan) -> list[str]:
+        """Devices that get a dead-man switch: all of a high-risk plan's, unless turned off.
+
+        Raises:
+            ApplicationError: a device cannot run scheduler jobs (device-mode) and the plan
+                does not carry the explicit override.
+        """
+        if plan.risk != "high" or not self.settings.plans.dead_man_for_high_risk:
+            return []
+        armed = []
+        for device_id in plan.device_ids:
+            device = await self.inventory.find(device_id)
+            if device.capabilities.get("scheduler", True):
+                armed.append(device_id)
+            elif not plan.rollout.get("allow_without_dead_man"):
+                raise ApplicationError(
+                    f"{device.name} cannot run scheduler jobs (device-mode), so no dead-man switch "
+                    "can guard this high-risk change; re-plan with allow_without_dead_man to accept "
+                    "the risk", type="DeadManUnsupported", non_retryable=True)
+        return armed
 
     @activity.defn
     async def snapshot_and_check(self, step: DeviceStepInput) -> VerifyResult:
@@ -254,6 +288,49 @@ class PlanApplyActivities:
         return VerifyResult(device_id=step.device_id, ok=not problems, problems=problems)
 
     @activity.defn
+    async def arm_dead_man(self, request: DeadManInput) -> None:
+        """Save a backup and schedule a job that restores it unless disarmed in time."""
+        name = _dead_man_name(request.plan_id)
+        async with self._device(request.device_id) as (device, client):
+            jobs = await client.print("/system/scheduler", where={"name": name})
+            if jobs:
+                return
+            await client.command("/system/backup/save", {"name": name, "dont-encrypt": "yes"})
+            await client.add("/system/scheduler", {
+                "name": name,
+                "interval": f"{request.seconds}s",
+                "on-event": f'/system scheduler remove [find name="{name}"]; '
+                            f'/system backup load name="{name}.backup" password=""',
+                "policy": "read,write,policy,test,sensitive",
+                "comment": f"tikflow dead-man switch for plan {request.plan_id}",
+            })
+        log.info("dead-man switch armed", plan_id=request.plan_id, device_id=request.device_id,
+                 seconds=request.seconds)
+
+    @activity.defn
+    async def disarm_dead_man(self, request: DeadManInput) -> None:
+        """Remove the restore job over a fresh session: proof the new configuration reaches the device."""
+        from routeros.client import open_client
+
+        device = await self.inventory.find(request.device_id)
+        target = await self.inventory.target(device, self.settings)
+        name = _dead_man_name(request.plan_id)
+        try:
+            client = await open_client(target)
+            try:
+                jobs = await client.print("/system/scheduler", where={"name": name}, proplist=[".id"])
+                if jobs:
+                    await client.remove("/system/scheduler", [j[".id"] for j in jobs])
+                files = await client.print("/file", where={"name": f"{name}.backup"}, proplist=[".id"])
+                if files:
+                    await client.remove("/file", [f[".id"] for f in files])
+            finally:
+                await client.close()
+        except DeviceError as err:
+            raise as_application_error(err, device.name) from None
+        log.info("dead-man switch disarmed", plan_id=request.plan_id, device_id=request.device_id)
+
+    @activity.defn
     async def verify_rolled_back(self, step: DeviceStepInput) -> VerifyResult:
         """Compare every touched table with the pre-apply snapshot, ignoring only ids."""
         snapshot = await self._snapshot_tables(step.plan_id, step.device_id)
@@ -272,6 +349,8 @@ class PlanApplyActivities:
             plan = await session.get(Plan, update.plan_id)
             plan.status = update.status
             plan.status_detail = update.detail
+            if update.progress is not None:
+                plan.progress = update.progress.model_dump(mode="json")
             if update.workflow_id:
                 plan.workflow_id = update.workflow_id
             device_ids = list(plan.device_ids)
@@ -283,6 +362,10 @@ class PlanApplyActivities:
             )
         log.info("plan status", plan_id=update.plan_id, status=update.status,
                  workflow_id=update.workflow_id)
+
+
+def _rollout_fields(rollout: dict) -> dict:
+    return {k: v for k, v in rollout.items() if k in RolloutPolicy.model_fields}
 
 
 def _check_applied(change: PlanChange, rows: dict[str | None, dict[str, str]]) -> list[str]:
@@ -325,3 +408,7 @@ def _describe_difference(before: list[dict[str, str]], now: list[dict[str, str]]
     if extra:
         parts.append(f"unexpected {extra[:3]}")
     return ", ".join(parts) or "order differs"
+
+
+def _dead_man_name(plan_id: str) -> str:
+    return f"tikflow-rollback-{plan_id}"

@@ -19,40 +19,30 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
-from temporalio.client import WorkflowFailureError
-from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
-    WorkflowIDReusePolicy,
-)
-from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError
 
 from api.authz import AccessDenied, ToolCall, tool_access
 from api.catalog import ToolCatalog
+from api.plan_actions import (
+    ActionRefused,
+    RolloutOptions,
+    apply_plan,
+    approve_plan,
+    control_plan,
+    create_plan,
+    plan_progress,
+)
 from api.ratelimit import RateLimited
 from api.security import principal_from_access_token
 from api.services import Services
 from api.tools_paged import register_paged_tools
 from inventory.devices import DeviceNotFound, DeviceUnavailable
 from planning.model import ChangeRequest
-from planning.planner import PlanDevice, build_plan
 from planning.validation import PlanValidationError
 from routeros.errors import DeviceError, UnknownPath
 from storage.audit import record_audit
+from storage.incident import disabled_tools
 from storage.models import Device
-from storage.plans import claim_for_apply, get_plan, save_plan
-from workflows.models import PlanApplyInput, PlanProgress
-from workflows.plan_apply import (
-    DEVICE_IDS,
-    ENVIRONMENT,
-    PHASE,
-    PLAN_ID,
-    RISK_LEVEL,
-    PlanApplyWorkflow,
-    workflow_id_for,
-)
+from storage.plans import get_plan
 
 log = structlog.get_logger(__name__)
 P = ParamSpec("P")
@@ -79,6 +69,7 @@ class PlanCreated(BaseModel):
     plan_id: str
     plan_hash: str
     risk: dict[str, Any]
+    approval: str = Field(description="Approval policy: auto, one approver, or four_eyes")
     devices: list[dict[str, str]]
     diff: list[dict[str, Any]]
 
@@ -96,6 +87,10 @@ class PlanStatus(BaseModel):
     workflow_id: str | None
     temporal_ui: str | None
     steps: list[dict[str, Any]]
+    approval: str = Field(description="auto, one or four_eyes")
+    batches: list[dict[str, Any]] = Field(default_factory=list)
+    approved_by: list[str] = Field(default_factory=list)
+    paused: bool = False
 
 
 def device_summary(device: Device) -> dict[str, Any]:
@@ -149,7 +144,8 @@ class ToolRunner:
         access = tool_access(self.services)
         call = ToolCall(name=name, tier=tier, roles=principal.roles, subject=principal.subject)
         try:
-            if name in self.services.settings.disabled_tools:
+            if (name in self.services.settings.disabled_tools
+                    or name in await disabled_tools(self.services.db)):
                 raise ToolError(f"tool {name} is switched off by the operators; try again later "
                                 "or ask an operator to enable it")
             with access.bind(call):
@@ -165,7 +161,7 @@ class ToolRunner:
         except ToolError as err:
             result_label, detail = "rejected", str(err)
             raise
-        except (DeviceNotFound, DeviceUnavailable, PlanValidationError) as err:
+        except (DeviceNotFound, DeviceUnavailable, PlanValidationError, ActionRefused) as err:
             result_label, detail = "rejected", str(err)
             raise ToolError(str(err)) from None
         except DeviceError as err:
@@ -266,84 +262,41 @@ def register_tools(server: MCPServer, services: Services) -> ToolRunner:
                  description="Plan changes to one or more devices. Each change names a device (id or "
                              "name), a menu path such as /ip/address, an action (add, set, remove), "
                              "`where` to select existing items by property equality or .id, and "
-                             "`values` to write. Returns the plan id, its hash (needed to apply), the "
-                             "risk with reasons, the devices touched and a before/after diff. Nothing "
-                             "changes on any device until plan.apply.v1.")
-    async def plan_create(description: str, changes: list[ChangeRequest]) -> PlanCreated:
+                             "`values` to write. Optional `rollout` sets canary, batch size and health "
+                             "checks for multi-device plans. Returns the plan id, its hash (needed to "
+                             "apply), the risk with reasons, the approval policy, the devices touched "
+                             "and a before/after diff. Nothing changes on any device until "
+                             "plan.apply.v1.")
+    async def plan_create(description: str, changes: list[ChangeRequest],
+                          rollout: RolloutOptions | None = None) -> PlanCreated:
         principal = principal_from_access_token(get_access_token())
-        plan = await build_plan(description, changes, lookup_device=lookup_device,
-                                read_table=read_table)
-        stored = await save_plan(services.db, plan, author=principal.subject)
-        return PlanCreated(
-            plan_id=stored.id,
-            plan_hash=stored.plan_hash,
-            risk=plan.risk.model_dump(mode="json"),
-            devices=[{"id": d.device_id, "name": d.device_name, "environment": d.environment}
-                     for d in plan.diff],
-            diff=[d.model_dump(mode="json") for d in plan.diff],
-        )
-
-    async def lookup_device(ref: str) -> PlanDevice:
-        device = await services.inventory.find(ref)
-        if device.status != "active":
-            raise PlanValidationError(f"device {device.name} is {device.status}; only active devices "
-                                      "can be changed")
-        return PlanDevice(id=device.id, name=device.name, environment=device.environment,
-                          address=device.address)
-
-    async def read_table(plan_device: PlanDevice, path: str) -> list[dict[str, str]]:
-        device = await services.inventory.find(plan_device.id)
-        try:
-            async with services.sessions.session(device) as client:
-                return await client.print(path)
-        except UnknownPath:
-            raise PlanValidationError(
-                f"{path} is not a menu on {device.name}; check the spelling, e.g. /ip/address, "
-                "/ip/firewall/filter, /ip/route"
-            ) from None
+        return PlanCreated(**await create_plan(services, principal, description, changes, rollout))
 
     @runner.tool("plan.apply.v1", title="Apply a plan", tier="apply", annotations=APPLY,
                  description="Apply a plan created by plan.create.v1, passing its plan_id and "
-                             "plan_hash. Starts a durable workflow that snapshots each device, checks "
-                             "nothing changed since planning, applies each change and rolls back "
-                             "every applied step if one fails. A plan is applied at most once. "
+                             "plan_hash. Starts a durable workflow that waits for approval where the "
+                             "environment's policy asks for it, snapshots each device, checks nothing "
+                             "changed since planning, rolls out canary first then in batches, and "
+                             "undoes every applied step if one fails. A plan is applied at most once. "
                              "Follow it with plan.status.v1.")
     async def plan_apply(plan_id: str, plan_hash: str) -> PlanApplied:
         principal = principal_from_access_token(get_access_token())
-        workflow_id = workflow_id_for(plan_id)
-        refusal = await claim_for_apply(services.db, plan_id, plan_hash, workflow_id)
-        if refusal:
-            raise ToolError(refusal)
-        found = await get_plan(services.db, plan_id)
-        assert found is not None
-        plan, _ = found
-        client = await services.temporal()
-        try:
-            await client.start_workflow(
-                PlanApplyWorkflow.run,
-                PlanApplyInput(plan_id=plan_id, plan_hash=plan_hash, requested_by=principal.subject),
-                id=workflow_id,
-                task_queue=services.settings.temporal.task_queue,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-                search_attributes=TypedSearchAttributes([
-                    SearchAttributePair(PLAN_ID, plan_id),
-                    SearchAttributePair(DEVICE_IDS, list(plan.device_ids)),
-                    SearchAttributePair(ENVIRONMENT, ",".join(plan.environments)),
-                    SearchAttributePair(RISK_LEVEL, plan.risk),
-                    SearchAttributePair(PHASE, "queued"),
-                ]),
-                static_summary=f"Apply plan {plan_id} ({plan.risk} risk) to "
-                               f"{len(plan.device_ids)} device(s)",
-                static_details=f"{plan.description}\n\nRequested by {principal.subject}.",
-            )
-        except WorkflowAlreadyStartedError:
-            raise ToolError(f"plan {plan_id} was already applied; create a new plan") from None
-        return PlanApplied(plan_id=plan_id, workflow_id=workflow_id, status="applying")
+        return PlanApplied(**await apply_plan(services, principal, plan_id, plan_hash))
+
+    @runner.tool("plan.approve.v1", title="Approve a plan", tier="apply", annotations=PLAN,
+                 description="Approve a plan that waits for approval, passing the plan_hash you "
+                             "reviewed. Needs the approver role; in prod the author cannot approve.")
+    async def plan_approve(plan_id: str, plan_hash: str, note: str | None = None) -> dict[str, Any]:
+        principal = principal_from_access_token(get_access_token())
+        return await approve_plan(services, principal, plan_id, plan_hash, note)
+
+    for action, verb in (("pause", "Pause"), ("resume", "Resume"), ("abort", "Abort")):
+        _register_control(runner, services, action, verb)
 
     @runner.tool("plan.status.v1", title="Plan status", tier="read", annotations=READ,
-                 description="Status of a plan (planned, applying, applied, rolling_back, rolled_back, "
-                             "failed, needs_operator) with its steps.")
+                 description="Status of a plan (planned, awaiting_approval, applying, applied, "
+                             "rolling_back, rolled_back, failed, aborted, needs_operator) with its "
+                             "steps, rollout batches and approvals.")
     async def plan_status(plan_id: str) -> PlanStatus:
         found = await get_plan(services.db, plan_id)
         if found is None:
@@ -351,26 +304,36 @@ def register_tools(server: MCPServer, services: Services) -> ToolRunner:
         plan, changes = found
         steps = [{"seq": c.seq, "device_id": c.device_id, "path": c.path, "action": c.action,
                   "status": c.status, "error": c.error} for c in changes]
-        status, detail = plan.status, plan.status_detail
+        status, detail, progress = plan.status, plan.status_detail, dict(plan.progress or {})
         if plan.workflow_id and status not in ("applied", "rolled_back", "failed", "aborted"):
-            progress = await _query_progress(services, plan.workflow_id)
-            if progress is not None:
-                status, detail = progress.status, progress.detail
+            live = await plan_progress(services, plan.id)
+            if live is not None:
+                status, detail, progress = live.status, live.detail, live.model_dump(mode="json")
         ui = services.settings.temporal.ui_url
         link = (f"{ui}/namespaces/{services.settings.temporal.namespace}/workflows/{plan.workflow_id}"
                 if plan.workflow_id else None)
         return PlanStatus(plan_id=plan.id, status=status, detail=detail, workflow_id=plan.workflow_id,
-                          temporal_ui=link, steps=steps)
+                          temporal_ui=link, steps=steps, approval=plan.approval_mode,
+                          batches=progress.get("batches", []),
+                          approved_by=progress.get("approved_by", []),
+                          paused=bool(progress.get("paused", False)))
 
     return runner
 
 
-async def _query_progress(services: Services, workflow_id: str) -> PlanProgress | None:
-    try:
-        client = await services.temporal()
-        handle = client.get_workflow_handle(workflow_id)
-        return await handle.query(PlanApplyWorkflow.progress)
-    except (RPCError, WorkflowFailureError, RuntimeError) as err:
-        log.warning("plan progress query failed", workflow_id=workflow_id, error=str(err))
-        return None
+def _register_control(runner: ToolRunner, services: Services, action: str, verb: str) -> None:
+    descriptions = {
+        "pause": "Pause a running plan at its next step boundary.",
+        "resume": "Resume a paused plan.",
+        "abort": "Abort a running plan: it stops at the next step boundary and undoes every "
+                 "change it made.",
+    }
 
+    async def control(plan_id: str, reason: str | None = None) -> dict[str, Any]:
+        principal = principal_from_access_token(get_access_token())
+        return await control_plan(services, principal, plan_id, action, reason)
+
+    control.__name__ = f"plan_{action}"
+    annotations = APPLY if action == "abort" else PLAN
+    runner.tool(f"plan.{action}.v1", title=f"{verb} a plan", tier="apply", annotations=annotations,
+                description=descriptions[action])(control)

@@ -94,6 +94,9 @@ class Plan(Base):
     status_detail: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    approval_mode: Mapped[str] = mapped_column(String(16), default="auto", server_default="auto")
+    rollout: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
+    progress: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
 
 
 class PlanChange(Base):
@@ -172,3 +175,16 @@ class EnrolmentToken(Base):
     expires_at: Mapped[datetime] = mapped_column()
     used_at: Mapped[datetime | None] = mapped_column(default=None)
     device_id: Mapped[str | None] = mapped_column(String(32), default=None)
+
+
+class IncidentSwitch(Base):
+    """An incident control: the global plan/apply pause (``plan_apply``) or a tool switched off
+    (``tool:<name>``). A row that is not ``engaged`` keeps who released it and when."""
+
+    __tablename__ = "incident_switches"
+
+    key: Mapped[str] = mapped_column(String(160), primary_key=True)
+    engaged: Mapped[bool] = mapped_column(Boolean, default=False)
+    reason: Mapped[str | None] = mapped_column(Text, default=None)
+    changed_by: Mapped[str] = mapped_column(String(255))
+    changed_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

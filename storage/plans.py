@@ -15,9 +15,12 @@ def new_plan_id() -> str:
     return "plan-" + secrets.token_hex(6)
 
 
-async def save_plan(db: Database, plan: ResolvedPlan, *, author: str) -> Plan:
+async def save_plan(db: Database, plan: ResolvedPlan, *, author: str, approval_mode: str = "auto",
+                    rollout: dict | None = None) -> Plan:
     """Persist a resolved plan with status ``planned`` and return the stored row."""
     row = Plan(
+        approval_mode=approval_mode,
+        rollout=rollout or {},
         id=new_plan_id(),
         description=plan.description,
         author=author,

@@ -151,7 +151,16 @@ class AuthSettings(BaseModel):
 
 class PlanSettings(BaseModel):
     require_approval: bool = Field(False, description="Every plan needs an approver first")
-    approval_timeout_seconds: int = Field(86400, ge=60, description="Unapproved plans expire")
+    approval_timeout_seconds: int = Field(86400, ge=1, description="Unapproved plans expire")
+    approval_policy: dict[str, str] = Field(
+        default_factory=lambda: {"lab": "auto", "staging": "one", "prod": "four_eyes"},
+        description="Per environment: auto, one (any approver) or four_eyes (not the author)",
+    )
+    dead_man_for_high_risk: bool = Field(True, description="Arm a device-side restore job first")
+    dead_man_seconds: int = Field(120, ge=10, description="Seconds before the restore job fires")
+    canary: int = Field(1, ge=0, description="Devices changed alone before the first batch")
+    batch_size: int = Field(10, ge=1, description="Devices per batch after the canary")
+    max_parallel: int = Field(10, ge=1, description="Devices changed at the same time")
 
 
 class UpdateSettings(BaseModel):

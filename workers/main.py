@@ -30,6 +30,8 @@ def plan_apply_activities(handler: PlanApplyActivities) -> list:
         handler.verify_applied,
         handler.verify_rolled_back,
         handler.record_plan_status,
+        handler.arm_dead_man,
+        handler.disarm_dead_man,
     ]
 
 

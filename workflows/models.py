@@ -6,6 +6,8 @@ stay free of them.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -32,13 +34,38 @@ class StepRef(_Frozen):
     action: str
 
 
+class RolloutPolicy(_Frozen):
+    """How a multi-device plan rolls out: canary first, then batches behind health gates."""
+
+    canary: int = Field(1, ge=0, description="Devices changed alone before any batch")
+    batch_size: int = Field(10, ge=1, description="Devices per batch after the canary")
+    max_parallel: int = Field(10, ge=1, description="Devices changed at the same time")
+    on_failure: str = Field("rollback_batch", pattern="^(rollback_batch|rollback_all)$",
+                            description="rollback_batch keeps earlier batches applied")
+    health_checks: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Extra reads after each batch: {path, where} must match at least one item",
+    )
+
+
+class ApprovalPolicy(_Frozen):
+    mode: str = Field("auto", pattern="^(auto|one|four_eyes)$")
+    timeout_seconds: int = Field(86400, ge=1)
+
+
 class LoadedPlan(_Frozen):
     plan_id: str
+    author: str
     device_ids: list[str]
     environments: list[str]
     risk: str
     steps: list[StepRef]
     device_attempts: int = Field(description="Attempts for a retryable device call")
+    rollout: RolloutPolicy = RolloutPolicy()
+    approval: ApprovalPolicy = ApprovalPolicy()
+    incident_paused: bool = False
+    dead_man_devices: list[str] = Field(default_factory=list)
+    dead_man_seconds: int = 120
 
 
 class PlanRef(_Frozen):
@@ -79,6 +106,7 @@ class PlanStatusInput(_Frozen):
     status: str
     detail: str | None = None
     workflow_id: str | None = None
+    progress: PlanProgress | None = None
 
 
 class StepProgress(_Frozen):
@@ -90,12 +118,51 @@ class StepProgress(_Frozen):
     error: str | None = None
 
 
+class BatchProgress(_Frozen):
+    index: int
+    label: str
+    device_ids: list[str]
+    status: str
+
+
 class PlanProgress(_Frozen):
     plan_id: str
     status: str
     phase: str
     detail: str | None
     steps: list[StepProgress]
+    batches: list[BatchProgress] = Field(default_factory=list)
+    approved_by: list[str] = Field(default_factory=list)
+    paused: bool = False
+
+
+class ApproveInput(_Frozen):
+    """An approval, bound to the plan hash the approver reviewed."""
+
+    plan_hash: str
+    approver: str
+    roles: list[str]
+    note: str | None = None
+
+
+class ApprovalResult(_Frozen):
+    plan_id: str
+    approved_by: list[str]
+    approved: bool
+
+
+class ControlInput(_Frozen):
+    """Pause, resume or abort, from an operator or the incident switch."""
+
+    by: str
+    reason: str | None = None
+    incident: bool = False
+
+
+class DeadManInput(_Frozen):
+    plan_id: str
+    device_id: str
+    seconds: int
 
 
 class ResolveInput(_Frozen):
@@ -206,3 +273,6 @@ class LifecycleAuditInput(_Frozen):
     result: str
     actor: str
     detail: str | None = None
+
+
+PlanStatusInput.model_rebuild()
