@@ -314,7 +314,8 @@ def _parse_arguments(
         if word.value is None and not word.quoted and word.name == "where" and word.find is None:
             command.where = parse_filter(rest[position + 1 :], line_number)
             break
-        takes_name = verb in ITEM_COMMANDS and position == 0
+        # `set 0 !keepalive` unsets a property; a `!name` word never names an item.
+        takes_name = verb in ITEM_COMMANDS and position == 0 and not word.name.startswith("!")
         if word.value is None and (word.find is not None or takes_name or _looks_like_item(word)):
             command.items.append(word)
         else:

@@ -83,9 +83,10 @@ class Console:
     @property
     def prompt(self) -> str:
         """The prompt RouterOS shows: ``[admin@MikroTik] /ip address> ``."""
-        identity = self._identity()
-        where = f" {cli.console_path(self.cwd)}" if self.cwd else " "
-        return f"[{self.session.user.name}@{identity}]{where}> " if self.cwd else f"[{self.session.user.name}@{identity}] > "
+        head = f"[{self.session.user.name}@{self._identity()}]"
+        if not self.cwd:
+            return f"{head} > "
+        return f"{head} {cli.console_path(self.cwd)}> "
 
     def run_line(self, line: str, line_number: int = 1) -> ConsoleOutput:
         """Run one typed line (may hold several ``;``-separated commands).

@@ -68,7 +68,7 @@ def terse(path: str, rows: Iterable[Mapping[str, str]], *, show_ids: bool = Fals
     lines = []
     for number, row in enumerate(rows):
         values = cli_values(path, row)
-        pairs = " ".join(_pair(name, value) for name, value in _shown(values, keep_comment=True))
+        pairs = " ".join(_pair(path, name, value) for name, value in _shown(values, keep_comment=True))
         lines.append(f"{_label(number, row, show_ids)} {_flags(row):<2}{pairs}\n")
     return "".join(lines)
 
@@ -87,7 +87,7 @@ def detail(
         if comment:
             lines.append(f"{prefix};;; {comment}\n")
             prefix = indent
-        pairs = [_pair(name, value) for name, value in _shown(values, keep_comment=False)]
+        pairs = [_pair(path, name, value) for name, value in _shown(values, keep_comment=False)]
         lines.extend(_wrap(prefix, indent, pairs, width))
         lines.append("\n")
     return "".join(lines)
@@ -169,7 +169,10 @@ def _shown(values: Mapping[str, str], *, keep_comment: bool) -> list[tuple[str, 
     return shown
 
 
-def _pair(name: str, value: str) -> str:
+def _pair(path: str, name: str, value: str) -> str:
+    # A set flag property (`fib`, `passive`) is stored as an empty value and printed bare.
+    if value == "" and name in schemas.schema_for(path).flags:
+        return name
     return f"{name}={quote(value)}"
 
 

@@ -642,3 +642,17 @@ async def test_ssh_reboot_asks_for_confirmation(ssh: SshServer, device: DeviceSt
     assert b"Reboot, yes? [y/N]: " in question
     assert reboots == [True]
 
+
+
+async def test_ssh_flags_and_unset_words(ssh: SshServer, device: DeviceState) -> None:
+    """Bare flags set a flag property, ``!name`` unsets one, and print shows flags bare."""
+    await run(ssh, "/routing table add name=vrf-lab fib; /ip address set 0 !comment")
+    with_flag = await text(ssh, "/routing table print terse")
+    await run(ssh, "/routing table set vrf-lab !fib")
+    without_flag = await text(ssh, "/routing table print terse")
+
+    addresses = device.table("/ip/address")
+    assert addresses is not None
+    assert "comment" not in addresses.items[0]
+    assert with_flag.splitlines()[0].endswith("name=vrf-lab fib")
+    assert without_flag.splitlines()[0].endswith("name=vrf-lab")
