@@ -50,7 +50,10 @@ def parse_script(text: str) -> list[ScriptCommand]:
     """Read ``text`` into commands; comment and blank lines are skipped."""
     commands: list[ScriptCommand] = []
     menu = "/"
-    for number, line in _logical_lines(text):
+    statements = [
+        (number, statement) for number, line in _logical_lines(text) for statement in _statements(line, number)
+    ]
+    for number, line in statements:
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
             continue
@@ -72,6 +75,35 @@ def parse_script(text: str) -> list[ScriptCommand]:
             path = menu
         commands.append(_command(path, tokens, number))
     return commands
+
+
+def _statements(line: str, number: int) -> list[str]:
+    """Split a line at ``;`` outside quotes and brackets, as the console does."""
+    parts: list[str] = []
+    current = ""
+    in_quotes = False
+    depth = 0
+    index = 0
+    while index < len(line):
+        char = line[index]
+        if in_quotes and char == "\\" and index + 1 < len(line):
+            current += line[index : index + 2]
+            index += 2
+            continue
+        if char == '"':
+            in_quotes = not in_quotes
+        elif not in_quotes and char == "[":
+            depth += 1
+        elif not in_quotes and char == "]":
+            depth -= 1
+        if char == ";" and not in_quotes and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+        index += 1
+    parts.append(current)
+    return parts
 
 
 def _command(path: str, tokens: list[str], number: int) -> ScriptCommand:

@@ -175,3 +175,32 @@ def test_config_replace_resets_and_runs_script(sim: BackgroundFleet, api: librou
     fresh = _connect(sim)
     assert _addresses(fresh) == ["10.9.9.1/24"]
     fresh.close()
+
+
+def test_dead_man_job_removes_itself_and_restores(sim: BackgroundFleet, api: librouteros.api.Api) -> None:
+    """A job whose on-event removes itself and loads a backup restores the saved state once."""
+    api.path("ip", "address").add(address="10.10.0.1/24", interface="ether1")
+    tuple(api("/system/backup/save", name="dead-man", **{"dont-encrypt": "yes"}))
+    api.path("system", "scheduler").add(
+        name="dead-man", interval="1s", policy="read,write,policy,test,sensitive",
+        **{"on-event": '/system scheduler remove [find name="dead-man"]; '
+                       '/system backup load name="dead-man.backup" password=""'},
+    )
+    api.path("ip", "address").add(address="10.10.1.1/24", interface="ether2")
+    deadline = time.monotonic() + ROLLBACK_WAIT
+    addresses: list[str] = []
+    jobs: list[dict[str, object]] = []
+    while time.monotonic() < deadline:
+        try:
+            probe = _connect(sim)
+            addresses = _addresses(probe)
+            jobs = list(probe.path("system", "scheduler"))
+            probe.close()
+        except (ConnectionClosed, ConnectionError, OSError, TrapError):
+            time.sleep(0.1)  # The device is rebooting; try again shortly.
+            continue
+        if addresses == ["10.10.0.1/24"]:
+            break
+        time.sleep(0.1)
+    assert addresses == ["10.10.0.1/24"]
+    assert jobs == []

@@ -432,3 +432,13 @@ def test_executor_place_before_and_move(admin: Session) -> None:
     missing = execute(admin, "/ip/firewall/filter/add", {"chain": "input", "place-before": "*FFFF0"})
     assert missing.traps[0].message == "no such item (4)"
     assert middle.startswith("*")
+
+
+def test_script_splits_statements_on_semicolon() -> None:
+    """``;`` separates statements outside quotes and brackets."""
+    commands = parse_script(
+        '/system scheduler remove [find name="job;1"]; /system backup load name="a;b.backup" password=""'
+    )
+    assert [(c.path, c.verb) for c in commands] == [("/system/scheduler", "remove"), ("/system/backup", "load")]
+    assert commands[0].selector_filter == {"name": "job;1"}
+    assert commands[1].properties == [("name", "a;b.backup"), ("password", "")]
