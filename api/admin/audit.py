@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import parse_qsl, unquote
 
@@ -70,17 +70,23 @@ class AuditFilter:
         if self.result:
             query = query.where(AuditEvent.result == self.result)
         if self.since:
-            query = query.where(AuditEvent.at >= self.since)
+            query = query.where(AuditEvent.at >= _utc(self.since))
         if self.until:
-            query = query.where(AuditEvent.at < self.until)
+            query = query.where(AuditEvent.at < _utc(self.until))
         return query
+
+
+def _utc(value: datetime) -> datetime:
+    # Naive times are taken as UTC. SQLite stores timestamps as text without an offset, so a
+    # comparison is only right once both sides are UTC.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def event_public(event: AuditEvent) -> dict[str, Any]:
     """Return the JSON form of one audit event."""
     return {
         "id": event.id,
-        "at": event.at.isoformat(),
+        "at": _utc(event.at).isoformat(),
         "actor": event.actor,
         "actor_issuer": event.actor_issuer,
         "role": event.role,
