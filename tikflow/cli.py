@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from tikflow import simulate_cmd
-from tikflow.commands import config, core, devices, version_cmds
+from tikflow.commands import auth, config, core, devices, version_cmds
 
 app = typer.Typer(
     name="tikflow",
@@ -18,6 +18,7 @@ simulate_cmd.register(app)
 app.add_typer(config.app, name="config")
 app.add_typer(devices.app, name="devices")
 version_cmds.register(app)
+auth.register(app)
 
 
 def main() -> None:
