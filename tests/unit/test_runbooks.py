@@ -12,7 +12,10 @@ from tikflow.cli import app
 
 REPO = Path(__file__).resolve().parents[2]
 RUNBOOKS = REPO / "docs" / "runbooks"
-DOCS = sorted(RUNBOOKS.glob("*.md")) + [REPO / "docs" / "configuration.md"]
+DOCS = sorted(RUNBOOKS.glob("*.md")) + [
+    REPO / "docs" / "configuration.md",
+    REPO / "docs" / "deployment.md",
+]
 
 # A tikflow invocation starts a line (possibly after VAR=value assignments) or follows a shell
 # operator, `--` or a path ending in bin/, so `kubectl -n tikflow logs` is not one.
