@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
@@ -127,14 +128,27 @@ class HttpServer:
                 return
             if request is None:
                 return
-            response = await self._handler(request)
-            await self._send(connection, writer, response)
+            head_only = request.method == "HEAD"
+            if head_only:
+                # HEAD is answered like GET, with the same headers and no body.
+                request = dataclasses.replace(request, method="GET")
+            response = await self._respond(request)
+            await self._send(connection, writer, response, head_only=head_only)
             if connection.our_state is h11.MUST_CLOSE or connection.their_state is h11.MUST_CLOSE:
                 return
             try:
                 connection.start_next_cycle()
             except h11.LocalProtocolError:
                 return
+
+    async def _respond(self, request: HttpRequest) -> HttpResponse:
+        """Run the handler; a failure in it becomes a 500 instead of a dropped connection."""
+        try:
+            return await self._handler(request)
+        except Exception:
+            logger.exception("HTTP handler failed for %s %s", request.method, request.target.split("?")[0])
+            body = b'{"error":500,"message":"Internal Server Error"}'
+            return HttpResponse(500, body)
 
     async def _read_request(
         self, connection: h11.Connection, reader: asyncio.StreamReader
@@ -159,7 +173,12 @@ class HttpServer:
                 return None
 
     async def _send(
-        self, connection: h11.Connection, writer: asyncio.StreamWriter, response: HttpResponse
+        self,
+        connection: h11.Connection,
+        writer: asyncio.StreamWriter,
+        response: HttpResponse,
+        *,
+        head_only: bool = False,
     ) -> None:
         headers = [("content-length", str(len(response.body)))]
         if response.content_type:
@@ -168,7 +187,7 @@ class HttpServer:
             headers.append(("server", self._server_header))
         headers.extend(response.headers)
         writer.write(connection.send(h11.Response(status_code=response.status, headers=headers)))
-        if response.body:
+        if response.body and not head_only:
             writer.write(connection.send(h11.Data(data=response.body)))
         writer.write(connection.send(h11.EndOfMessage()))
         await writer.drain()

@@ -467,3 +467,14 @@ async def test_rest_garbage_request_gets_400(rest: RestServer, client: httpx.Asy
 
     assert reply.startswith(b"HTTP/1.1 400 ")
     assert (await client.get("/system/identity")).status_code == 200
+
+
+async def test_rest_head_and_unknown_methods(client: httpx.AsyncClient) -> None:
+    """HEAD returns GET's status without a body; other unknown methods get a 400 error body."""
+    head = await client.head("/system/identity")
+    options = await client.options("/system/identity")
+
+    assert head.status_code == 200
+    assert head.content == b""
+    assert options.status_code == 400
+    assert "OPTIONS" in options.json()["detail"]
