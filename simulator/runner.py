@@ -16,6 +16,10 @@ from simulator.fleet import TRANSPORTS, Fleet
 SAMPLES = Path(__file__).parent / "samples"
 
 
+class SimulatorStartError(RuntimeError):
+    """The fleet could not load its export or bind its ports."""
+
+
 def format_endpoint(entry: dict[str, Any]) -> str:
     """Return one human-readable line for a device endpoint."""
     ports = " ".join(f"{transport}={entry[transport]}" for transport in TRANSPORTS if transport in entry)
@@ -35,11 +39,20 @@ async def serve(
     stop: asyncio.Event | None = None,
 ) -> None:
     """Start the fleet, print its endpoints, and run until ``stop`` is set or a signal arrives."""
-    fleet = Fleet(devices, version=version, export=export, base_port=base_port)
+    try:
+        fleet = Fleet(devices, version=version, export=export, base_port=base_port)
+    except ValueError as error:
+        raise SimulatorStartError(f"cannot load export {export}: {error}") from error
     stop = stop or asyncio.Event()
-    await fleet.start()
     control = ControlServer(fleet, port=control_port or 0)
-    await control.start()
+    try:
+        await fleet.start()
+        await control.start()
+    except OSError as error:
+        await fleet.stop()
+        raise SimulatorStartError(
+            f"cannot listen on a simulator port ({error.strerror}); pick another --base-port or --control-port"
+        ) from error
     try:
         _print_endpoints(fleet, control.port, as_json, output)
         _install_signal_handlers(stop)

@@ -30,19 +30,23 @@ def simulate(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per device and line.")] = False,
 ) -> None:
     """Serve simulated RouterOS devices on 127.0.0.1 until interrupted (Ctrl-C)."""
-    from simulator.runner import serve
+    from simulator.runner import SimulatorStartError, serve
 
     if version is not None and version not in VERSIONS:
         raise typer.BadParameter(f"unsupported version {version!r}; use one of {', '.join(VERSIONS)}", param_hint="--version")
     if base_port is not None and base_port + devices * 5 > 65536:
         raise typer.BadParameter(f"{devices} devices need {devices * 5} ports from {base_port}; pick a lower --base-port",
                                  param_hint="--base-port")
-    asyncio.run(
-        serve(
-            devices=devices, version=version, export=from_export, base_port=base_port,
-            control_port=control_port, as_json=as_json, output=lambda line: print(line, flush=True),
+    try:
+        asyncio.run(
+            serve(
+                devices=devices, version=version, export=from_export, base_port=base_port,
+                control_port=control_port, as_json=as_json, output=lambda line: print(line, flush=True),
+            )
         )
-    )
+    except SimulatorStartError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
 
 
 def register(app: typer.Typer) -> None:

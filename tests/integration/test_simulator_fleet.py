@@ -205,3 +205,26 @@ async def test_fleet_export_as_file_name_or_text() -> None:
     from_text = Fleet(1, export=sample.read_text(), transports=("api",))
     assert from_name.template.version == "6.49.10"
     assert from_text.template.version == "6.49.10"
+
+
+def test_simulate_command_port_in_use(tmp_path: Path) -> None:
+    """A busy --base-port and a broken export fail with a message, not a traceback."""
+    with socket.socket() as busy:
+        busy.bind((HOST, 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        completed = subprocess.run(
+            [sys.executable, "-m", "simulator", "--base-port", str(port)],
+            cwd=ROOT, capture_output=True, text=True, timeout=WAIT,
+        )
+    assert completed.returncode == 1
+    assert "pick another --base-port" in completed.stderr
+    assert "Traceback" not in completed.stderr
+    broken = tmp_path / "broken.rsc"
+    broken.write_text('/ip address\nadd comment="never closed\n')
+    completed = subprocess.run(
+        [sys.executable, "-m", "simulator", "--from-export", str(broken)],
+        cwd=ROOT, capture_output=True, text=True, timeout=WAIT,
+    )
+    assert completed.returncode == 1
+    assert "cannot load export" in completed.stderr
