@@ -154,7 +154,7 @@ class RestServer:
         except (binascii.Error, ValueError):
             return None
         name, separator, password = decoded.decode("utf-8", "surrogateescape").partition(":")
-        if not separator:
+        if not separator or getattr(self._faults, "refuse_logins", False):
             return None
         user = self._state.authenticate(name, password)
         if user is None or "rest-api" not in user.policies:

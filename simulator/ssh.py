@@ -275,6 +275,8 @@ class _DeviceSshServer(asyncssh.SSHServer):
         return True
 
     def validate_password(self, username: str, password: str) -> bool:
+        if getattr(self._owner._faults, "refuse_logins", False):
+            return False
         options = parse_login_name(username)
         user = self._owner._state.authenticate(options.user, password)
         return user is not None and "ssh" in user.policies

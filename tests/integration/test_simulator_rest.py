@@ -478,3 +478,14 @@ async def test_rest_head_and_unknown_methods(client: httpx.AsyncClient) -> None:
     assert head.content == b""
     assert options.status_code == 400
     assert "OPTIONS" in options.json()["detail"]
+
+
+async def test_rest_refuse_logins_fault(client: httpx.AsyncClient, faults: Faults) -> None:
+    """With logins refused, correct credentials get 401 until the fault is cleared."""
+    faults.refuse_logins = True
+    refused = await client.get("/system/identity")
+    faults.refuse_logins = False
+    accepted = await client.get("/system/identity")
+
+    assert refused.status_code == 401
+    assert accepted.status_code == 200

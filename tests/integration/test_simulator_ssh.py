@@ -656,3 +656,21 @@ async def test_ssh_flags_and_unset_words(ssh: SshServer, device: DeviceState) ->
     assert "comment" not in addresses.items[0]
     assert with_flag.splitlines()[0].endswith("name=vrf-lab fib")
     assert without_flag.splitlines()[0].endswith("name=vrf-lab")
+
+
+async def test_ssh_refuse_logins_fault(device: DeviceState) -> None:
+    """With logins refused, the right password is rejected until the fault is cleared."""
+    faults = Faults()
+    server = SshServer(device, faults=faults)
+    await server.start()
+    try:
+        faults.refuse_logins = True
+        with pytest.raises(asyncssh.PermissionDenied):
+            async with connect(server):
+                pass
+        faults.refuse_logins = False
+        output = await run(server, "/system identity print")
+    finally:
+        await server.stop()
+
+    assert output == b"  name: MikroTik\r\n"
