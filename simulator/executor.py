@@ -341,8 +341,8 @@ def add_item(session: Session, path: str, attrs: dict[str, str], queries: list[s
         _resolve(session, path, place_before)
     changes = validate_properties(state, path, attrs, creating=True)
     stored = {name: value for name, value in changes.items() if value is not None}
-    if path == "/ip/address" and "/" not in stored["address"]:
-        stored["address"] += "/32" if ":" not in stored["address"] else "/128"
+    if path == "/ip/address":
+        _derive_network(stored)
     _check_unique(state, path, stored, None)
     if path == "/user":
         session.state.passwords[stored["name"]] = stored.pop("password", "")
@@ -364,6 +364,19 @@ def move_items(session: Session, path: str, attrs: dict[str, str], queries: list
         if item_id != before:
             session.state.move_item(path, item_id, before)
     return Result()
+
+
+def _derive_network(values: dict[str, str | None]) -> None:
+    """Give an address its prefix length (/32 or /128) and, unless set, its network.
+
+    RouterOS stores the network with the address and lists it in exports.
+    """
+    address = values.get("address") or ""
+    if "/" not in address:
+        address += "/128" if ":" in address else "/32"
+        values["address"] = address
+    if not values.get("network"):
+        values["network"] = _network_of(address)
 
 
 def _target_ids(attrs: Mapping[str, str]) -> list[str]:
@@ -401,6 +414,8 @@ def set_items(session: Session, path: str, attrs: dict[str, str], queries: list[
     targets = [_resolve(session, path, key) for key in ids]
     for menu, item in targets:
         changes = validate_properties(state, menu, attrs, creating=False)
+        if menu == "/ip/address" and changes.get("address"):
+            _derive_network(changes)
         merged = {**item, **{k: v for k, v in changes.items() if v is not None}}
         _check_unique(state, menu, merged, item.get(".id"))
         if menu == "/user" and "password" in changes:

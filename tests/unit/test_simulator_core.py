@@ -442,3 +442,11 @@ def test_script_splits_statements_on_semicolon() -> None:
     assert [(c.path, c.verb) for c in commands] == [("/system/scheduler", "remove"), ("/system/backup", "load")]
     assert commands[0].selector_filter == {"name": "job;1"}
     assert commands[1].properties == [("name", "a;b.backup"), ("password", "")]
+
+
+def test_executor_address_network_follows_address(admin: Session) -> None:
+    """The stored network follows the address on add and on set."""
+    new_id = _ok(execute(admin, "/ip/address/add", {"address": "198.51.100.7/24", "interface": "ether1"})).done["ret"]
+    _ok(execute(admin, "/ip/address/set", {".id": new_id, "address": "203.0.113.9/25"}))
+    row = _ok(execute(admin, "/ip/address/print", {".proplist": "address,network"}, [f"?.id={new_id}"])).rows[0]
+    assert row == {"address": "203.0.113.9/25", "network": "203.0.113.0"}
