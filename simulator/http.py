@@ -3,8 +3,8 @@
 The simulator needs thousands of HTTP endpoints in one process, so this stays far lighter than
 an ASGI stack. Each port gets one ``asyncio.Server`` and each connection one h11 state machine.
 A plain ``async`` handler turns an :class:`HttpRequest` into an :class:`HttpResponse`.
-Keep-alive is supported; request heads and bodies are size-limited and every read is bounded
-by an idle timeout so a silent client cannot pin a connection forever.
+Keep-alive is supported. Request heads and bodies are size-limited, and every read is bounded
+by an idle timeout, so a silent client cannot pin a connection forever.
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ class HttpServer:
                 return
             head_only = request.method == "HEAD"
             if head_only:
-                # HEAD is answered like GET, with the same headers and no body.
+                # HEAD gets the GET response headers without the body.
                 request = dataclasses.replace(request, method="GET")
             response = await self._respond(request)
             await self._send(connection, writer, response, head_only=head_only)

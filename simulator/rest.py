@@ -134,7 +134,7 @@ class RestServer:
     async def _apply_delay_faults(self) -> None:
         """Delay the reply by the device's latency fault, or forever while the hang fault is on."""
         if getattr(self._faults, "hang", False):
-            # A hung device accepts the request and never answers; the client's timeout ends it.
+            # A hung device accepts the request and never replies; the client's timeout ends it.
             await asyncio.Event().wait()
         delay = self._faults.reply_delay() if hasattr(self._faults, "reply_delay") else 0.0
         if delay > 0:

@@ -4,7 +4,7 @@ Password logins are checked against the device's users and need the ``ssh`` poli
 login name may carry RouterOS console options after ``+`` (``admin+cet512w``,
 ``admin+ct511w4098h``): ``w``/``h`` set the terminal size, ``c`` turns colours off, ``t``
 turns terminal detection off and ``e`` selects the dumb terminal. Without ``t`` an
-interactive session sends the ``ESC Z`` terminal probe and waits briefly for the answer.
+interactive session sends the ``ESC Z`` terminal probe and waits briefly for the reply.
 
 Interactive shells are run by :mod:`simulator.ssh_shell` (dialogs, echo, safe mode). Exec
 requests (``ssh host '/ip address print'``) run the command and close. All output is raw bytes: values

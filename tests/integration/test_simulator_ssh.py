@@ -448,7 +448,7 @@ async def test_ssh_export_round_trip() -> None:
 
 
 async def test_ssh_exec_ignores_width_option(ssh: SshServer, device: DeviceState) -> None:
-    """Exec output is cut at 80 columns whatever ``w`` says; a shell honours the option."""
+    """Exec output is cut at 80 columns whatever width ``w`` sets; a shell honours the option."""
     long_name = "vlan-" + "x" * 70
     device.create_item("/interface/vlan", {"name": long_name, "vlan-id": "99", "interface": "ether1"})
     device.create_item("/ip/address", {"address": "203.0.113.1/24", "interface": long_name})
