@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
+from api.plan_actions import incident_status
 from storage.migrate import current_heads
 from tikflow.version import __version__
 
@@ -41,7 +42,12 @@ async def readyz(request: Request) -> JSONResponse:
     except Exception as err:  # noqa: BLE001
         checks["temporal"] = f"unavailable: {type(err).__name__}"
     ready = all(value == "ok" for value in checks.values())
-    return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+    body: dict = {"ready": ready, "checks": checks}
+    if checks.get("database") == "ok" and checks.get("migrations") == "ok":
+        # Shown, not gated on: a paused plan/apply is a deliberate state, not an outage.
+        status = await incident_status(services)
+        body["incident"] = {"paused": status["paused"], "disabled_tools": status["disabled_tools"]}
+    return JSONResponse(body, status_code=200 if ready else 503)
 
 
 @router.get("/version")

