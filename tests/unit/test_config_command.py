@@ -10,6 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from tikflow.commands import config
+from tikflow.configinfo import masking, reference
+from tikflow.settings import Settings
 
 SECRET = "s3cr3t-never-printed"
 runner = CliRunner()
@@ -84,9 +86,9 @@ def test_config_show_masks_secrets(tmp_path, monkeypatch):
         assert result.exit_code == 0, result.output
         assert SECRET not in result.output
     displayed = show_json()
-    assert displayed["dev_token"]["value"] == config.MASK
-    assert displayed["oidc.client_secret"]["value"] == config.MASK
-    assert displayed["database.url"]["value"] == f"postgresql+asyncpg://tikflow:{config.MASK}@db/tikflow"
+    assert displayed["dev_token"]["value"] == masking.MASK
+    assert displayed["oidc.client_secret"]["value"] == masking.MASK
+    assert displayed["database.url"]["value"] == f"postgresql+asyncpg://tikflow:{masking.MASK}@db/tikflow"
 
 
 def test_config_show_masks_password_file_in_url(tmp_path, monkeypatch):
@@ -99,7 +101,7 @@ def test_config_show_masks_password_file_in_url(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert SECRET not in result.output
     displayed = json.loads(result.stdout)
-    assert displayed["database.url"]["value"] == f"postgresql+asyncpg://tikflow:{config.MASK}@db:5432/tikflow"
+    assert displayed["database.url"]["value"] == f"postgresql+asyncpg://tikflow:{masking.MASK}@db:5432/tikflow"
     assert displayed["database.password"]["source"] == "secret file"
 
 
@@ -272,18 +274,18 @@ def test_config_check_ignores_environment(tmp_path, monkeypatch):
 
 def test_mask_url_keeps_urls_without_password():
     """URLs without a password and plain strings pass unchanged."""
-    assert config.mask_url("sqlite+aiosqlite:///var/tikflow.db") == "sqlite+aiosqlite:///var/tikflow.db"
-    assert config.mask_url("postgresql://tikflow@db/tikflow") == "postgresql://tikflow@db/tikflow"
-    assert config.mask_url("not a url") == "not a url"
-    assert config.mask_url("https://a:b@[::1/") == "https://a:b@[::1/"
+    assert masking.mask_url("sqlite+aiosqlite:///var/tikflow.db") == "sqlite+aiosqlite:///var/tikflow.db"
+    assert masking.mask_url("postgresql://tikflow@db/tikflow") == "postgresql://tikflow@db/tikflow"
+    assert masking.mask_url("not a url") == "not a url"
+    assert masking.mask_url("https://a:b@[::1/") == "https://a:b@[::1/"
 
 
 def test_config_reference_covers_every_setting():
     """The generated reference has one row per setting, secrets without a default."""
-    table = config.settings_reference_markdown()
+    table = reference.settings_reference_markdown()
     rows = [line for line in table.splitlines() if line.startswith("| `")]
 
-    assert len(rows) == len(config.setting_descriptions(config.Settings))
+    assert len(rows) == len(reference.setting_descriptions(Settings))
     assert any(row.startswith("| `routeros.max_per_device` |") and "| `2` | `2` | `1` |" in row
                for row in rows)
     master_key = next(row for row in rows if row.startswith("| `master_key` |"))
@@ -295,7 +297,7 @@ def test_config_reference_update_rewrites_marked_section(tmp_path):
     """--update replaces only the text between the markers and reports no change the second time."""
     document = write(
         tmp_path / "doc.md",
-        f"intro\n{config.REFERENCE_START}\nstale\n{config.REFERENCE_END}\noutro\n",
+        f"intro\n{reference.REFERENCE_START}\nstale\n{reference.REFERENCE_END}\noutro\n",
     )
 
     first = runner.invoke(config.app, ["reference", "--update", str(document)])
@@ -307,8 +309,8 @@ def test_config_reference_update_rewrites_marked_section(tmp_path):
     assert "already up to date" in second.output
     assert "stale" not in text
     assert text.startswith("intro\n")
-    assert text.endswith(f"{config.REFERENCE_END}\noutro\n")
-    assert config.settings_reference_markdown() in text
+    assert text.endswith(f"{reference.REFERENCE_END}\noutro\n")
+    assert reference.settings_reference_markdown() in text
 
 
 def test_config_reference_update_needs_markers(tmp_path):
@@ -318,7 +320,7 @@ def test_config_reference_update_needs_markers(tmp_path):
     result = runner.invoke(config.app, ["reference", "--update", str(document)])
 
     assert result.exit_code == 2
-    assert config.REFERENCE_START in result.output
+    assert reference.REFERENCE_START in result.output
     assert document.read_text() == "no markers here\n"
 
 
@@ -326,9 +328,9 @@ def test_configuration_doc_names_every_variable():
     """docs/configuration.md lists the environment variable of every setting."""
     document = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
     missing = [
-        config.env_variable_name(path)
-        for path in config.setting_descriptions(config.Settings)
-        if f"`{config.env_variable_name(path)}`" not in document
+        reference.env_variable_name(path)
+        for path in reference.setting_descriptions(Settings)
+        if f"`{reference.env_variable_name(path)}`" not in document
     ]
 
     assert missing == [], (

@@ -15,7 +15,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tikflow.commands.config import check_file
+from tikflow.configinfo.validation import check_file
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"

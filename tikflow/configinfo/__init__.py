@@ -1,0 +1,1 @@
+"""Inspection of tikflow's configuration: sources, masking, validation and reference docs."""
