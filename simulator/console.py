@@ -167,6 +167,8 @@ class Console:
         if command.verb == "find":
             self._find_command(command, line_number)
             return ConsoleOutput()
+        if command.verb == "get":
+            return ConsoleOutput(self._get(command, line_number) + "\n")
         question = CONFIRMATIONS.get(f"{command.path}/{command.verb}")
         if question is not None:
             return ConsoleOutput(question=question, _confirmed=lambda: self._confirmed(command, line_number))
@@ -243,6 +245,28 @@ class Console:
         if command.has_flag("detail"):
             return fmt.detail(command.path, rows, self.width, version7=version7, show_ids=show_ids)
         return fmt.table(command.path, rows, self.width, version7=version7, show_ids=show_ids)
+
+    def _get(self, command: CliCommand, line_number: int) -> str:
+        """Return one property: ``/system identity get name`` or ``/interface get ether1 mtu``."""
+        words = [*command.items, *command.arguments]
+        singleton = self._is_singleton(command.path, [])
+        needed = 1 if singleton else 2
+        if len(words) != needed:
+            column = words[needed].column if len(words) > needed else command.column
+            raise CliError("expected end of command", column, line_number)
+        result = self._call(command, f"{command.path}/print", {}, line_number)
+        rows = result.rows
+        if not singleton:
+            wanted = set(self._resolve_items(command, line_number, [words[0]]))
+            rows = [row for row in rows if row.get(".id") in wanted or row.get("name") in wanted]
+        if not rows:
+            raise CliError("no such item")
+        name = words[-1].name
+        values = fmt.cli_values(command.path, rows[0])
+        if name not in values:
+            # RouterOS prints nothing for a known property that is not set.
+            return ""
+        return values[name]
 
     # -- changes ------------------------------------------------------------------
 
@@ -390,6 +414,11 @@ class Console:
         if table is not None:
             return table.singleton
         if schemas.schema_for(path).singleton:
+            return True
+        from simulator import commands
+
+        # Computed menus such as /system/resource print one item without an id.
+        if f"{path}/print" in commands.SPECIAL_COMMANDS:
             return True
         return bool(rows) and all(".id" not in row for row in rows)
 

@@ -674,3 +674,18 @@ async def test_ssh_refuse_logins_fault(device: DeviceState) -> None:
         await server.stop()
 
     assert output == b"  name: MikroTik\r\n"
+
+
+async def test_ssh_get_reads_one_property(ssh: SshServer) -> None:
+    """``get`` prints one property of a singleton or of a named or numbered item."""
+    identity = await text(ssh, "/system identity get name")
+    version = await text(ssh, ":put [/system resource get version]")
+    by_name = await text(ssh, "/interface ethernet get ether2 mtu")
+    by_number = await text(ssh, "/interface print; /interface get 1 name")
+    missing = await text(ssh, "/interface get ether9 mtu")
+
+    assert identity == "MikroTik\n"
+    assert version.startswith("7.19")
+    assert by_name == "1500\n"
+    assert by_number.endswith("ether2\n")
+    assert missing == "no such item\n"
