@@ -13,10 +13,14 @@ import re
 import secrets
 from typing import Protocol, runtime_checkable
 
+import structlog
+
 from routeros.errors import DeviceError, ItemNotFound, UnknownPath
 from routeros.target import DeviceTarget
 
 Row = dict[str, str]
+
+logger = structlog.get_logger(__name__)
 
 
 @runtime_checkable
@@ -203,7 +207,12 @@ async def _remove_file(client: DeviceClient, file_id: str) -> None:
         return
     try:
         await client.remove("/file", [file_id])
-    except DeviceError:
+    except DeviceError as exc:
         # NOTE: the file then stays on the device until someone deletes it. It contains the
         # configuration, including secrets when show_sensitive was requested.
-        pass
+        logger.warning(
+            "routeros_export_file_left",
+            device=client.target.describe(),
+            file=file_id,
+            error=exc.message,
+        )

@@ -306,8 +306,8 @@ class ApiClient:
         self._healthy = False
         try:
             await asyncio.wait_for(self._api.close(), self.target.connect_timeout)
-        except Exception:  # noqa: BLE001 (closing must not fail; the socket is gone either way)
-            pass
+        except Exception as exc:  # noqa: BLE001 (closing must not fail; the socket is gone either way)
+            logger.debug("routeros_close_failed", device=self.target.describe(), error=repr(exc))
 
     async def _run(self, command: str, words: list[str], *, limit: int | None = None) -> _Reply:
         """Run one command under the command timeout and raise its traps as errors.

@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 import httpcore
 import httpx
+import structlog
 
 from routeros.client import Row, export_via_file
 from routeros.errors import (
@@ -28,6 +29,8 @@ from routeros.errors import (
 )
 from routeros.target import DeviceTarget, build_ssl_context, verify_peer_certificate
 from routeros.values import check_property_name, encode_text, normalize_path, repair_text
+
+logger = structlog.get_logger(__name__)
 
 
 def escape_control_characters(text: str) -> str:
@@ -307,8 +310,8 @@ class RestClient:
         self._closed = True
         try:
             await asyncio.wait_for(self._http.aclose(), self.target.connect_timeout)
-        except Exception:  # noqa: BLE001 (closing must not fail)
-            pass
+        except Exception as exc:  # noqa: BLE001 (closing must not fail)
+            logger.debug("routeros_close_failed", device=self.target.describe(), error=repr(exc))
 
     async def _request(
         self,

@@ -341,8 +341,8 @@ class SshClient:
         self._connection.close()
         try:
             await asyncio.wait_for(self._connection.wait_closed(), self.target.connect_timeout)
-        except Exception:  # noqa: BLE001 (closing must not fail)
-            pass
+        except Exception as exc:  # noqa: BLE001 (closing must not fail)
+            logger.debug("routeros_close_failed", device=self.target.describe(), error=repr(exc))
 
     def _arguments(self, values: dict[str, str]) -> str:
         return " ".join(self._argument(name, value) for name, value in values.items())
