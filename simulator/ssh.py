@@ -54,6 +54,8 @@ class SshOptions:
             device until one of them answers it.
         password_prompt: Ask for a new password on shell logins of RouterOS 7.21+ while the
             user's password is empty.
+        cursor_sequences: Send ``ESC [ 9999 B`` before each prompt of a shell that is not a
+            dumb terminal (``+e``), as RouterOS consoles do.
         probe_timeout: Seconds to wait for the answer to the ``ESC Z`` terminal probe
             before carrying on as a dumb terminal.
         host_key_algorithm: Host key type; ``None`` picks ``ssh-ed25519`` for RouterOS 7
@@ -62,6 +64,7 @@ class SshOptions:
 
     license_prompt: bool = True
     password_prompt: bool = True
+    cursor_sequences: bool = True
     probe_timeout: float = 2.0
     host_key_algorithm: str | None = None
 

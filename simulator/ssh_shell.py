@@ -26,6 +26,7 @@ TERMINAL_PROBE = b"\x1bZ"
 NEW_PASSWORD_PROMPT = b"new password> "
 REPEAT_PASSWORD_PROMPT = b"repeat new password> "
 HIJACK_QUESTION = b"Hijacking Safe Mode from someone - unroll/release/don't take it [u/r/d]: "
+CURSOR_DOWN = "\x1b[9999B"
 # Maximum bytes of one typed line; further bytes are dropped so a client cannot grow it.
 MAX_LINE_BYTES = 65536
 _F4 = b"\x1bOS"
@@ -241,8 +242,11 @@ class Shell:
     def _prompt(self) -> str:
         prompt = self.console.prompt
         if self._safe is not None and self._safe.active:
-            return prompt[: -len("> ")] + "<SAFE> "
-        return prompt
+            prompt = prompt[: -len("> ")] + "<SAFE> "
+        if self.options.dumb or not self.owner.options.cursor_sequences:
+            return prompt
+        # Real consoles move the cursor down before the prompt; scraping clients strip it.
+        return CURSOR_DOWN + prompt
 
     # -- safe mode ----------------------------------------------------------------
 

@@ -689,3 +689,18 @@ async def test_ssh_get_reads_one_property(ssh: SshServer) -> None:
     assert by_name == "1500\n"
     assert by_number.endswith("ether2\n")
     assert missing == "no such item\n"
+
+
+async def test_ssh_cursor_sequence_unless_dumb(ssh: SshServer) -> None:
+    """Shells get ``ESC [9999B`` before the prompt; the dumb terminal (``+e``) gets none."""
+    async with connect(ssh, username="admin+ct") as connection:
+        full = await open_shell(connection)
+        full_prompt = await full.type(b"\r", b"] > ")
+        full.process.close()
+    async with connect(ssh, username="admin+cet") as connection:
+        dumb = await open_shell(connection)
+        dumb_prompt = await dumb.type(b"\r", b"] > ")
+        dumb.process.close()
+
+    assert b"\x1b[9999B[admin@MikroTik] > " in full_prompt
+    assert b"\x1b[" not in dumb_prompt
