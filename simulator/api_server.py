@@ -105,10 +105,13 @@ async def read_length(reader: asyncio.StreamReader) -> int:
     return int.from_bytes(bytes([first]) + rest, "big") ^ mask
 
 
-def split_word(word: str) -> tuple[str, str, str]:
-    """Split ``=name=value`` into kind ``=``, name and value; the value may hold ``=``."""
-    _, name, value = word.split("=", 2) if word.count("=") >= 2 else ("", word[1:], "")
-    return "=", name, value
+def split_word(word: str) -> tuple[str, str]:
+    """Split ``=name=value`` at its first two ``=`` into name and value (which may contain ``=``).
+
+    A word with a single ``=`` (``=flag``) is a name with an empty value.
+    """
+    name, _, value = word[1:].partition("=")
+    return name, value
 
 
 class ApiServer:
@@ -253,7 +256,13 @@ class ApiConnection:
             if limit is not None and self.sent >= limit:
                 self.abort()
                 return
-            await self._write_pieces(encode_sentence(sentence))
+            try:
+                await self._write_pieces(encode_sentence(sentence))
+            except (ConnectionError, OSError) as error:
+                # The client went away mid-reply; the read loop notices and cleans up.
+                logger.debug("api write failed: %s", type(error).__name__)
+                self.abort()
+                return
             self.sent += 1
 
     async def _write_pieces(self, pieces: list[bytes]) -> None:
@@ -416,7 +425,7 @@ def _parse_sentence(words: list[str]) -> tuple[str, dict[str, str], dict[str, st
     queries: list[str] = []
     for word in words[1:]:
         if word.startswith("="):
-            _, name, value = split_word(word)
+            name, value = split_word(word)
             attrs[name] = value
         elif word.startswith("."):
             name, _, value = word[1:].partition("=")

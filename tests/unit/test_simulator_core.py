@@ -450,3 +450,12 @@ def test_executor_address_network_follows_address(admin: Session) -> None:
     _ok(execute(admin, "/ip/address/set", {".id": new_id, "address": "203.0.113.9/25"}))
     row = _ok(execute(admin, "/ip/address/print", {".proplist": "address,network"}, [f"?.id={new_id}"])).rows[0]
     assert row == {"address": "203.0.113.9/25", "network": "203.0.113.0"}
+
+
+def test_api_split_word_keeps_equals_in_value() -> None:
+    """Attribute words split at the first two '=' only; a lone name gets an empty value."""
+    from simulator.api_server import split_word
+
+    assert split_word("=comment=a=b=c") == ("comment", "a=b=c")
+    assert split_word("=comment=") == ("comment", "")
+    assert split_word("=fib") == ("fib", "")
