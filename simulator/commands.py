@@ -21,8 +21,6 @@ from simulator.executor import (
     Session,
     Trap,
     add_item,
-    execute,
-    print_items,
     remove_items,
     set_items,
     unknown_command,
@@ -401,10 +399,6 @@ def identity_set(session: Session, command: str, attrs: dict[str, str], queries:
     return set_items(session, "/system/identity", attrs, queries)
 
 
-def _print_of(path: str) -> SpecialHandler:
-    return lambda session, command, attrs, queries: print_items(session, path, attrs, queries)
-
-
 SPECIAL_COMMANDS: dict[str, SpecialHandler] = {
     "/export": export_command,
     "/import": import_command,
@@ -429,4 +423,3 @@ SPECIAL_COMMANDS: dict[str, SpecialHandler] = {
     "/log/debug": log_message,
 }
 
-__all__ = ["SPECIAL_COMMANDS", "execute", "export_command", "find_file", "write_file"]
