@@ -24,6 +24,7 @@ COMMAND = re.compile(
     r"tikflow[ \t]+([a-z][a-z-]*)(?:[ \t]+([a-z][a-z-]*))?",
     re.MULTILINE,
 )
+OPTION = re.compile(r"(?<!\S)(--[a-z][a-z-]*)")
 CODE_BLOCK = re.compile(r"```[a-z]*\n(.*?)```", re.DOTALL)
 INLINE_CODE = re.compile(r"`([^`\n]+)`")
 LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
@@ -31,11 +32,6 @@ LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
 # Commands the runbooks rely on that the command line does not offer yet. This list may only
 # shrink: a runbook step naming a command outside it and outside the CLI fails the test below.
 PENDING_COMMANDS = {
-    ("devices", "list"), ("devices", "show"), ("devices", "update"),
-    ("devices", "rotate-credentials"),
-    ("plans", "list"), ("plans", "show"), ("plans", "abort"),
-    ("incident", "pause"), ("incident", "resume"), ("incident", "status"),
-    ("incident", "disable-tool"), ("incident", "enable-tool"),
     ("break-glass", "create"), ("break-glass", "disable"),
     ("backup", None), ("restore", None),
     ("auth", "matrix"),
@@ -53,14 +49,38 @@ def registered_commands() -> dict[str, set[str] | None]:
     return commands
 
 
+def invocations(text: str) -> list[tuple[str, str | None, set[str]]]:
+    """Return (command, sub-command, options) for each tikflow call in the code of a text."""
+    snippets = CODE_BLOCK.findall(text) + INLINE_CODE.findall(CODE_BLOCK.sub("", text))
+    found = []
+    for snippet in snippets:
+        for match in COMMAND.finditer(snippet):
+            rest = snippet[match.end():].split("\n", 1)[0]
+            arguments = re.split(r"[|;#)]|&&", rest, maxsplit=1)[0]
+            options = set(OPTION.findall(arguments))
+            found.append((match[1], match[2] or None, options))
+    return found
+
+
 def referenced_commands(text: str) -> set[tuple[str, str | None]]:
     """Return the (command, sub-command) pairs invoked in the code of a Markdown text."""
-    snippets = CODE_BLOCK.findall(text) + INLINE_CODE.findall(CODE_BLOCK.sub("", text))
-    found = set()
-    for snippet in snippets:
-        for command, subcommand in COMMAND.findall(snippet):
-            found.add((command, subcommand or None))
-    return found
+    return {(command, subcommand) for command, subcommand, _ in invocations(text)}
+
+
+def unknown_options(text: str) -> set[str]:
+    """Return `command --option` strings whose option the registered command lacks."""
+    root = typer.main.get_command(app)
+    unknown = set()
+    for command, subcommand, options in invocations(text):
+        target = root.commands.get(command)
+        if target is not None and getattr(target, "commands", None) is not None:
+            target = target.commands.get(subcommand)
+        if target is None:
+            continue  # Unregistered commands are checked against the pending list instead.
+        known = {opt for param in target.params for opt in param.opts} | {"--help"}
+        unknown |= {f"{command} {subcommand or ''} {option}".replace("  ", " ")
+                    for option in options - known}
+    return unknown
 
 
 def unknown_commands(references: set[tuple[str, str | None]]) -> set[tuple[str, str | None]]:
@@ -104,6 +124,19 @@ def test_runbook_commands_exist_or_are_pending():
 
     assert references, "the pattern found no tikflow command at all"
     assert unknown_commands(references) <= PENDING_COMMANDS
+
+
+def test_runbook_options_exist():
+    """Every option passed to a registered tikflow command in the docs is one it accepts."""
+    for document in DOCS:
+        assert unknown_options(document.read_text()) == set(), document.name
+
+
+def test_runbook_unknown_option_is_reported():
+    """An option the command lacks is reported, so the option check can fail."""
+    text = "```sh\ntikflow config show --jsn | jq .\ntikflow config show --json # --nope\n```\n"
+
+    assert unknown_options(text) == {"config show --jsn"}
 
 
 def test_runbook_unknown_command_is_reported():
