@@ -156,7 +156,11 @@ class RestServer:
         name, separator, password = decoded.decode("utf-8", "surrogateescape").partition(":")
         if not separator or getattr(self._faults, "refuse_logins", False):
             return None
-        user = self._state.authenticate(name, password)
+        try:
+            user = self._state.authenticate(name, password)
+        except UnicodeEncodeError:
+            # Credentials that are not UTF-8 cannot match a stored password.
+            return None
         if user is None or "rest-api" not in user.policies:
             return None
         return Session(state=self._state, user=user, transport="rest", faults=self._fault_hook())

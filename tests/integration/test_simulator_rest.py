@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import ssl
@@ -489,3 +490,19 @@ async def test_rest_refuse_logins_fault(client: httpx.AsyncClient, faults: Fault
 
     assert refused.status_code == 401
     assert accepted.status_code == 200
+
+
+async def test_rest_raw_bytes_in_body_and_credentials(rest: RestServer, client: httpx.AsyncClient) -> None:
+    """CP1251 bytes in a JSON body are stored raw; non-UTF-8 credentials get 401, not 500."""
+    raw = "Склад".encode("cp1251")
+    body = b'{"list":"depot","address":"192.0.2.11","comment":"' + raw + b'"}'
+    created = await client.put("/ip/firewall/address-list", content=body)
+    async with httpx.AsyncClient(timeout=TIMEOUT) as http:
+        token = base64.b64encode(b"admin:" + raw).decode()
+        odd_login = await http.get(
+            f"http://127.0.0.1:{rest.port}/rest/system/identity", headers={"Authorization": f"Basic {token}"}
+        )
+
+    assert created.status_code == 201
+    assert b'"comment":"' + raw + b'"' in created.content
+    assert odd_login.status_code == 401
