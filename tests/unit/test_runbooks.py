@@ -34,7 +34,6 @@ LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
 PENDING_COMMANDS = {
     ("break-glass", "create"), ("break-glass", "disable"),
     ("backup", None), ("restore", None),
-    ("auth", "matrix"),
 }
 
 
