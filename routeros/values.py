@@ -102,14 +102,17 @@ def encode_text(text: str, encoding: str) -> bytes:
     """Encode text for the device.
 
     Raises:
-        ValueError: A character has no representation in the device's encoding.
+        ValueError: A character has no representation in the device's encoding. The
+            message names that character and its position but not the text, which may be
+            a password.
     """
     try:
         return text.encode(encoding)
     except UnicodeEncodeError as exc:
         raise ValueError(
-            f"text {text!r} contains {exc.object[exc.start : exc.end]!r}, which the device "
-            f"encoding {encoding!r} cannot represent: change the text or the target's encoding"
+            f"character {exc.object[exc.start : exc.end]!r} at position {exc.start} cannot be "
+            f"represented in the device encoding {encoding!r}: change the text or the "
+            "target's encoding"
         ) from None
 
 

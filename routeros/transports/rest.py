@@ -233,19 +233,35 @@ class RestClient:
         """
         scheme = "https" if target.rest_tls else "http"
         host = f"[{target.host}]" if ":" in target.host else target.host
-        http = httpx.AsyncClient(
-            base_url=f"{scheme}://{host}:{target.port}/rest",
-            auth=httpx.BasicAuth(
+        try:
+            auth = httpx.BasicAuth(
                 encode_text(target.username, target.encoding),
                 encode_text(target.password, target.encoding),
-            ),
+            )
+        except ValueError:
+            # The message of encode_text quotes the text, which here is a secret.
+            raise InvalidValue(
+                f"connect to {target.describe()} failed: the user name or password has "
+                f"characters that encoding {target.encoding!r} cannot represent"
+            ) from None
+        http = httpx.AsyncClient(
+            base_url=f"{scheme}://{host}:{target.port}/rest",
+            auth=auth,
             transport=_http_transport(target),
             timeout=httpx.Timeout(target.command_timeout, connect=target.connect_timeout),
             headers={"Accept": "application/json"},
         )
         client = cls(http, target)
         try:
-            await client.print("/system/identity", proplist=["name"])
+            # Basic auth has no login step, so one small read stands in for it.
+            await asyncio.wait_for(
+                client.print("/system/identity", proplist=["name"]), target.connect_timeout
+            )
+        except TimeoutError:
+            await client.close()
+            raise DeviceTimeout(
+                f"connect to {target.describe()} timed out after {target.connect_timeout:g}s"
+            ) from None
         except BaseException:
             await client.close()
             raise

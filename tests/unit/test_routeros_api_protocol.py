@@ -19,6 +19,7 @@ from librouteros.protocol import encode_length
 from routeros.errors import (
     AuthenticationFailed,
     ConnectionLost,
+    InvalidValue,
     PermissionDenied,
     ProtocolViolation,
     UnknownPath,
@@ -300,3 +301,28 @@ async def test_api_login_trap_classes(message: str, expected: type) -> None:
             await asyncio.wait_for(ApiClient.connect(target), timeout=5)
     finally:
         await server.stop()
+
+
+async def test_api_unencodable_password_not_echoed() -> None:
+    """A password the device encoding cannot carry fails without appearing in the error."""
+
+    async def handler(words: list[str]) -> list[bytes]:
+        return [sentence("!done")]
+
+    server = ScriptedServer(handler)
+    port = await server.start()
+    target = DeviceTarget(
+        host="127.0.0.1",
+        port=port,
+        transport="api",
+        username="admin",
+        password="pässwörd-☃",
+        encoding="cp1252",
+    )
+    try:
+        with pytest.raises(InvalidValue) as failure:
+            await asyncio.wait_for(ApiClient.connect(target), timeout=5)
+    finally:
+        await server.stop()
+    assert "pässwörd" not in str(failure.value)
+    assert server.requests == []

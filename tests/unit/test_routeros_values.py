@@ -75,9 +75,11 @@ def test_repair_text_matches_decode_text() -> None:
 
 
 def test_encode_text_rejects_unencodable_characters() -> None:
-    """A character outside the device encoding raises ValueError with the fix."""
-    with pytest.raises(ValueError, match="cannot represent"):
-        encode_text("snow ☃", "cp1251")
+    """A character outside the device encoding raises ValueError without echoing the text."""
+    with pytest.raises(ValueError, match="cannot be represented") as failure:
+        encode_text("secret-snow ☃", "cp1251")
+    assert "'☃' at position 12" in str(failure.value)
+    assert "secret-snow" not in str(failure.value)
 
 
 @pytest.mark.parametrize(
