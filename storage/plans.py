@@ -28,7 +28,8 @@ async def save_plan(db: Database, plan: ResolvedPlan, *, author: str, approval_m
         status="planned",
         risk=plan.risk.level,
         risk_reasons=list(plan.risk.reasons),
-        device_ids=sorted({c.device_id for c in plan.changes}),
+        # Plan order: the rollout takes its canary and batches from the front of this list.
+        device_ids=list(dict.fromkeys(c.device_id for c in plan.changes)),
         environments=sorted({d.environment for d in plan.diff}),
         fingerprints=plan.fingerprints,
         diff=[d.model_dump(mode="json") for d in plan.diff],

@@ -33,6 +33,7 @@ class Stack:
     token: str
     log_dir: Path
     supervisor: Supervisor = field(repr=False)
+    approver_token: str | None = field(default=None, repr=False)
 
     @asynccontextmanager
     async def mcp(self, token: str | None = None) -> AsyncIterator[McpSession]:
