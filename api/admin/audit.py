@@ -174,6 +174,8 @@ class AuditAdminRequests:
             await self.app(scope, receive, send)
             return
         started = time.monotonic()
+        # Read now: an app mounted further in (the MCP app at "/") replaces scope["app"].
+        services = scope["app"].state.services
         request_id = _request_id(scope)
         status = 500
         body = bytearray()
@@ -183,7 +185,7 @@ class AuditAdminRequests:
             nonlocal recorded
             if not recorded:
                 recorded = True
-                await self._record(scope, status, bytes(body), request_id,
+                await self._record(services, scope, status, bytes(body), request_id,
                                    int((time.monotonic() - started) * 1000))
 
         async def capture_receive() -> Message:
@@ -208,9 +210,8 @@ class AuditAdminRequests:
         finally:
             await record()
 
-    async def _record(self, scope: Scope, status: int, body: bytes, request_id: str,
-                      duration_ms: int) -> None:
-        services = scope["app"].state.services
+    async def _record(self, services: Any, scope: Scope, status: int, body: bytes,
+                      request_id: str, duration_ms: int) -> None:
         principal = scope.get("state", {}).get("principal")
         path_params = {k: str(v) for k, v in (scope.get("path_params") or {}).items()}
         template = _route_template(scope["path"], path_params)
@@ -230,7 +231,7 @@ class AuditAdminRequests:
                 duration_ms=duration_ms,
                 request_id=request_id,
                 plan_id=path_params.get("plan_id"),
-                device_ids=[path_params["device_id"]] if "device_id" in path_params else [],
+                device_ids=[path_params[key] for key in ("device_id", "device") if key in path_params],
             )
         except Exception:
             # The response is already sent; a lost audit row must be loud, not silent.

@@ -204,7 +204,7 @@ def audit(
     events = _with_db(lambda db: query_audit(db, filters, limit=limit))
     table = Table()
     for column in ("id", "at", "actor", "role", "action", "result", "devices", "plan", "ms"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for event in events:
         table.add_row(str(event.id), _when(event.at), event.actor, event.role or "", event.action,
                       event.result, ",".join(event.device_ids), event.plan_id or "",
@@ -216,7 +216,7 @@ def _with_db(work: Any) -> Any:
     from sqlalchemy.exc import SQLAlchemyError
 
     from storage.db import Database
-    from tikflow.commands.config import mask_url
+    from tikflow.configinfo.masking import mask_url
 
     settings = load_settings()
 
