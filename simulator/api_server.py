@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
+import secrets
 import socket
 import ssl
 from dataclasses import dataclass
@@ -28,7 +30,7 @@ from simulator.executor import (
 )
 from simulator.faults import Faults
 from simulator.schema import INTERFACE_MENUS
-from simulator.state import DeviceState
+from simulator.state import DeviceState, UserInfo
 
 logger = logging.getLogger(__name__)
 
@@ -193,6 +195,7 @@ class ApiConnection:
         # Tasks whose replies are already being written; /cancel leaves them to finish.
         self._finishing: set[asyncio.Task[None]] = set()
         self._prelogin_sentences = 0
+        self._challenge: bytes | None = None
 
     @property
     def state(self) -> DeviceState:
@@ -326,20 +329,52 @@ class ApiConnection:
             await self.send("!done", tag=tag)
             return
         await asyncio.sleep(self.faults.reply_delay())
-        if "response" in attrs:
-            # The pre-6.43 challenge login was removed in RouterOS 6.45.1.
-            await self.send("!trap", f"=message={OLD_LOGIN_FAILED}", tag=tag)
-            await self.send("!done", tag=tag)
+        user, failure, challenge = self._login(attrs)
+        if challenge is not None:
+            await self.send("!done", f"=ret={challenge}", tag=tag)
             return
-        user = None
-        if not self.faults.refuse_logins:
-            user = self.state.authenticate(attrs.get("name", ""), attrs.get("password", ""))
-        if user is None or "api" not in user.policies:
-            await self.send("!trap", f"=message={LOGIN_FAILED}", tag=tag)
+        if user is None:
+            await self.send("!trap", f"=message={failure}", tag=tag)
             await self.send("!done", tag=tag)
             return
         self.session = Session(state=self.state, user=user, transport="api", faults=self.faults)
         await self.send("!done", tag=tag)
+
+    def _login(self, attrs: dict[str, str]) -> tuple[UserInfo | None, str, str | None]:
+        """Check one /login sentence; return the user, the failure text, or a new challenge.
+
+        RouterOS 6.43 added the plain login and 6.45.1 removed the MD5 challenge login.
+        """
+        challenge_allowed = not self.state.version_at_least(6, 45, 1)
+        plain_allowed = self.state.version_at_least(6, 43)
+        name = attrs.get("name", "")
+        if "response" in attrs:
+            if not challenge_allowed or self._challenge is None:
+                return None, OLD_LOGIN_FAILED, None
+            user = self._check_response(name, attrs["response"], self._challenge)
+            self._challenge = None
+            return user, OLD_LOGIN_FAILED, None
+        if not name or not plain_allowed:
+            if challenge_allowed:
+                self._challenge = secrets.token_bytes(16)
+                return None, "", self._challenge.hex()
+            return None, LOGIN_FAILED, None
+        user = None
+        if not self.faults.refuse_logins:
+            user = self.state.authenticate(name, attrs.get("password", ""))
+        if user is not None and "api" not in user.policies:
+            user = None
+        return user, LOGIN_FAILED, None
+
+    def _check_response(self, name: str, response: str, challenge: bytes) -> UserInfo | None:
+        password = self.state.passwords.get(name)
+        if password is None or self.faults.refuse_logins:
+            return None
+        digest = hashlib.md5(b"\x00" + password.encode() + challenge, usedforsecurity=False).hexdigest()
+        if not secrets.compare_digest(f"00{digest}", response):
+            return None
+        user = self.state.authenticate(name, password)
+        return user if user is not None and "api" in user.policies else None
 
     async def _cancel(self, target: str | None, tag: str | None) -> None:
         victims: list[tuple[str | None, asyncio.Task[None]]] = [

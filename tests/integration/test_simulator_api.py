@@ -643,3 +643,23 @@ def test_api_fragments_split_prefix_and_word() -> None:
     prefix_start = len(encode_length(3)) + 3
     assert prefix_start + 1 in boundaries
     assert any(prefix_start + len(prefix) < cut < prefix_start + len(prefix) + len(word) for cut in boundaries)
+
+
+async def test_api_challenge_login_on_old_versions() -> None:
+    """RouterOS before 6.43 offers only the MD5 challenge login, which librouteros token() completes."""
+    from librouteros.login import async_token
+
+    from simulator.fleet import Fleet
+
+    async with Fleet(1, version="6.40", transports=("api",)) as fleet:
+        port = fleet.device("r1").ports["api"]
+        api = await librouteros.async_connect(
+            HOST, "admin", fleet.admin_password, port=port, timeout=WAIT, login_method=async_token
+        )
+        rows = [row async for row in api("/system/identity/print")]
+        await api.close()
+        with pytest.raises(TrapError, match="cannot log in"):
+            await librouteros.async_connect(
+                HOST, "admin", "wrong", port=port, timeout=WAIT, login_method=async_token
+            )
+    assert rows == [{"name": "MikroTik"}]
