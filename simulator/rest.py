@@ -250,7 +250,7 @@ class RestServer:
                 attributes[name] = rest_json.attribute_text(name, value)
         if path == "/execute":
             return self._execute_script(session, attributes)
-        if _is_streaming(path) and "once" not in attributes and "duration" not in attributes:
+        if _is_streaming(path) and not _ends_by_itself(attributes):
             return await self._hold_until_timeout()
         result = self._run(session, path, attributes, queries)
         if result.traps:
@@ -376,6 +376,16 @@ def _split_item(path: str) -> tuple[str, str]:
 
 def _is_streaming(path: str) -> bool:
     return path in STREAMING_PATHS or path.rsplit("/", 1)[-1] in STREAMING_COMMANDS
+
+
+def _ends_by_itself(attributes: Mapping[str, str]) -> bool:
+    """Return whether a streaming command was given ``once`` or ``duration``.
+
+    Any value turns ``once`` on except ``false``/``no``: RouterOS 7.22 was seen to keep
+    streaming with ``once="false"``.
+    """
+    once = attributes.get("once")
+    return "duration" in attributes or (once is not None and once not in ("false", "no"))
 
 
 def _webfig(path: str) -> HttpResponse:

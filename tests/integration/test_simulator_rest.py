@@ -324,6 +324,23 @@ async def test_rest_streaming_command_times_out(device: DeviceState) -> None:
     assert response.content == b'{"detail":"Session closed","error":400,"message":"Bad Request"}'
 
 
+async def test_rest_once_false_still_streams(device: DeviceState) -> None:
+    """``once="false"`` does not end a streaming command, so it runs into the timeout too."""
+    server = RestServer(device, options=RestOptions(session_timeout=0.2))
+    await server.start()
+    try:
+        async with httpx.AsyncClient(auth=("admin", PASSWORD), timeout=TIMEOUT) as http:
+            response = await http.post(
+                f"http://127.0.0.1:{server.port}/rest/interface/monitor-traffic",
+                json={"interface": "ether1", "once": "false"},
+            )
+    finally:
+        await server.stop()
+
+    assert response.status_code == 400
+    assert response.json()["detail"] == "Session closed"
+
+
 async def test_rest_invalid_json_fault(client: httpx.AsyncClient, device: DeviceState, faults: Faults) -> None:
     """With the fault on, control bytes go into JSON strings unescaped and the body is invalid."""
     device.create_item("/ip/dhcp-server/lease", {"address": "192.0.2.77", "host-name": "cam\x1bera"})
