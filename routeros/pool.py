@@ -111,6 +111,23 @@ class DevicePool:
             for entry in idle:
                 await entry.client.close()
 
+    async def close_idle(self) -> int:
+        """Close idle connections older than ``idle_timeout`` on every device.
+
+        Checkouts already close a device's stale connections; a worker calls this now and then
+        so devices that are no longer used do not keep connections open. Returns how many
+        connections were closed.
+        """
+        now = time.monotonic()
+        closed = 0
+        for slots in self._devices.values():
+            expired = [entry for entry in slots.idle if now - entry.since >= self._idle_timeout]
+            slots.idle = [entry for entry in slots.idle if entry not in expired]
+            for entry in expired:
+                await entry.client.close()
+            closed += len(expired)
+        return closed
+
     def idle_count(self, device_id: str) -> int:
         """Return how many idle connections the pool keeps for the device."""
         slots = self._devices.get(device_id)

@@ -209,3 +209,22 @@ def test_pool_rejects_zero_slots() -> None:
     """max_per_device below 1 is a configuration error."""
     with pytest.raises(ValueError, match="max_per_device"):
         DevicePool(max_per_device=0)
+
+
+async def test_pool_close_idle_sweeps_expired_connections() -> None:
+    """close_idle closes expired idle connections of every device and keeps fresh ones."""
+    stale_pool, stale_opener = make_pool(idle_timeout=0)
+    async with stale_pool.session("r1", TARGET):
+        pass
+    async with stale_pool.session("r2", TARGET):
+        pass
+    assert await stale_pool.close_idle() == 2
+    assert all(client.closed for client in stale_opener.opened)
+    assert stale_pool.idle_count("r1") == 0
+
+    fresh_pool, fresh_opener = make_pool(idle_timeout=60)
+    async with fresh_pool.session("r1", TARGET):
+        pass
+    assert await fresh_pool.close_idle() == 0
+    assert fresh_pool.idle_count("r1") == 1
+    assert not fresh_opener.opened[0].closed
