@@ -523,3 +523,22 @@ async def test_rest_raw_bytes_in_body_and_credentials(rest: RestServer, client: 
     assert created.status_code == 201
     assert b'"comment":"' + raw + b'"' in created.content
     assert odd_login.status_code == 401
+
+
+async def test_rest_execute_multiline_script(client: httpx.AsyncClient) -> None:
+    """``/execute`` runs several lines: comments, a menu change, relative commands, continuations."""
+    script = (
+        "# lab script\n"
+        "/ip firewall address-list\n"
+        "add list=lab address=192.0.2.20 \\\n"
+        "    comment=\"first entry\"\n"
+        "add list=lab address=192.0.2.21\n"
+        ':put "done"\n'
+    )
+
+    response = await client.post("/execute", json={"script": script, "as-string": ""})
+    entries = (await client.get("/ip/firewall/address-list", params={"list": "lab"})).json()
+
+    assert response.json() == {"ret": "done\r\n"}
+    assert [entry["address"] for entry in entries] == ["192.0.2.20", "192.0.2.21"]
+    assert entries[0]["comment"] == "first entry"
