@@ -15,6 +15,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from api.admin import router as admin_router
 from api.admin.audit import AuditAdminRequests
 from api.authz import HideForbiddenTools
+from api.console import create_console
 from api.health import router as health_router
 from api.mcp_tools import register_tools
 from api.security import TokenAuthenticator
@@ -89,6 +90,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(AuditAdminRequests)
     app.include_router(health_router)
     app.include_router(admin_router)
+    app.mount("/console", create_console(app))
     # The MCP app serves /mcp and the OAuth protected-resource metadata; mounted last so the
     # FastAPI routes above take precedence.
     app.mount("/", mcp_app)

@@ -1,0 +1,135 @@
+"""The console over HTTP without a browser: sign-in, sessions, CSRF and headers.
+
+The api runs under uvicorn on a loopback port with a migrated SQLite database; Temporal is
+not needed for these pages.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.oidc import RunningApi, running_api
+from tikflow.settings import Settings
+
+TOKEN = secrets.token_urlsafe(24)
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[RunningApi]:
+    def settings_for(port: int) -> Settings:
+        return Settings(env="lab", var_dir=tmp_path, dev_token=TOKEN,
+                        database={"url": f"sqlite+aiosqlite:///{tmp_path}/tikflow.db"},
+                        api={"port": port}, temporal={"address": "127.0.0.1:1"})
+
+    async with running_api(settings_for) as running:
+        yield running
+
+
+def hidden_csrf(html: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, "the page has no CSRF field"
+    return match.group(1)
+
+
+async def sign_in(http: httpx.AsyncClient, token: str = TOKEN) -> httpx.Response:
+    page = await http.get("/console/login")
+    return await http.post("/console/login", data={
+        "csrf_token": hidden_csrf(page.text), "token": token, "next": "/console/devices"})
+
+
+async def test_console_redirects_to_sign_in(api: RunningApi) -> None:
+    """An anonymous request for a page is sent to sign-in with the page as the next target."""
+    async with httpx.AsyncClient(base_url=api.url, timeout=10) as http:
+        response = await http.get("/console/audit?actor=x")
+
+    assert response.status_code == 303
+    assert response.headers["location"] == "/console/login?next=/console/audit%3Factor%3Dx"
+
+
+async def test_console_sign_in_sets_protected_cookie(api: RunningApi) -> None:
+    """Signing in with the dev token sets an HttpOnly SameSite=Lax cookie without the token."""
+    async with httpx.AsyncClient(base_url=api.url, timeout=10) as http:
+        response = await sign_in(http)
+        cookie = response.headers["set-cookie"]
+        devices = await http.get("/console/devices")
+
+    assert response.status_code == 303
+    assert response.headers["location"] == "/console/devices"
+    assert "httponly" in cookie.lower()
+    assert "samesite=lax" in cookie.lower()
+    assert "path=/console" in cookie.lower()
+    assert TOKEN not in cookie
+    assert devices.status_code == 200
+    assert "dev-admin" in devices.text
+    assert TOKEN not in devices.text
+
+
+async def test_console_rejects_wrong_token(api: RunningApi) -> None:
+    """A wrong token shows the form again with a 401 and no session."""
+    async with httpx.AsyncClient(base_url=api.url, timeout=10) as http:
+        response = await sign_in(http, token="not-the-token")
+        devices = await http.get("/console/devices")
+
+    assert response.status_code == 401
+    assert "not accepted" in response.text
+    assert devices.status_code == 303
+
+
+async def test_console_post_without_csrf_is_rejected(api: RunningApi) -> None:
+    """A POST without the CSRF token, or with another session's token, gets 403."""
+    async with httpx.AsyncClient(base_url=api.url, timeout=10) as http:
+        await sign_in(http)
+        missing = await http.post("/console/incident/pause", data={"reason": "drill"})
+        wrong = await http.post("/console/incident/pause",
+                                data={"reason": "drill", "csrf_token": "x" * 43})
+
+    assert missing.status_code == 403
+    assert "security token" in missing.text
+    assert wrong.status_code == 403
+
+
+async def test_console_sign_in_form_needs_csrf(api: RunningApi) -> None:
+    """The sign-in form itself is CSRF-protected, so a foreign page cannot log a victim in."""
+    async with httpx.AsyncClient(base_url=api.url, timeout=10) as http:
+        response = await http.post("/console/login", data={"token": TOKEN})
+
+    assert response.status_code == 403
+
+
+async def test_console_pages_send_security_headers(api: RunningApi) -> None:
+    """Pages forbid framing and inline scripts and are not cached."""
+    async with httpx.AsyncClient(base_url=api.url, timeout=10) as http:
+        response = await http.get("/console/login")
+
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+    assert response.headers["cache-control"] == "no-store"
+    assert response.headers["x-content-type-options"] == "nosniff"
+
+
+async def test_console_next_parameter_stays_on_console(api: RunningApi) -> None:
+    """A next target outside the console is replaced by the devices page."""
+    async with httpx.AsyncClient(base_url=api.url, timeout=10) as http:
+        page = await http.get("/console/login")
+        response = await http.post("/console/login", data={
+            "csrf_token": hidden_csrf(page.text), "token": TOKEN, "next": "https://example.org/"})
+
+    assert response.headers["location"] == "/console/devices"
+
+
+async def test_console_sign_out_ends_session(api: RunningApi) -> None:
+    """Signing out clears the session so pages ask for sign-in again."""
+    async with httpx.AsyncClient(base_url=api.url, timeout=10) as http:
+        await sign_in(http)
+        page = await http.get("/console/devices")
+        response = await http.post("/console/logout", data={"csrf_token": hidden_csrf(page.text)})
+        after = await http.get("/console/devices")
+
+    assert response.status_code == 303
+    assert after.status_code == 303
