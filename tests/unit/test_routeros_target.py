@@ -85,7 +85,9 @@ def test_ssl_context_policies() -> None:
 def test_ssl_context_missing_ca_file() -> None:
     """An unreadable CA file is a TLS verification failure naming the file."""
     with pytest.raises(TlsVerificationFailed, match="no-such-ca.pem"):
-        build_ssl_context(make_target(transport="api-ssl", tls_ca_file="/nonexistent/no-such-ca.pem"))
+        build_ssl_context(
+            make_target(transport="api-ssl", tls_ca_file="/nonexistent/no-such-ca.pem")
+        )
 
 
 class _FakeSslObject:
