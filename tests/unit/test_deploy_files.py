@@ -20,6 +20,8 @@ from tikflow.configinfo.validation import check_file
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
 COMPOSE_SCHEMA = REPO / "tests" / "data" / "compose-spec.json"
+WORKFLOW_SCHEMA = REPO / "tests" / "data" / "github-workflow.json"
+WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
 SYSTEMD_DIR = REPO / "deploy" / "systemd"
 KUBERNETES_DIR = REPO / "deploy" / "kubernetes"
 KUBERNETES_VERSION = "1.30.0"
@@ -44,14 +46,18 @@ def compose() -> dict[str, Any]:
     return load_yaml(COMPOSE_FILE)
 
 
-def compose_schema_errors(document: Any) -> list[str]:
-    """Validate a compose document against the vendored compose-spec schema."""
-    schema = json.loads(COMPOSE_SCHEMA.read_text())
-    validator = jsonschema.Draft201909Validator(schema)
+def schema_errors(schema_file: Path, document: Any) -> list[str]:
+    """Validate a document against a vendored JSON schema, using the draft the schema names."""
+    schema = json.loads(schema_file.read_text())
+    validator = jsonschema.validators.validator_for(schema)(schema)
     return [
         f"{'/'.join(str(p) for p in error.absolute_path) or '(root)'}: {error.message}"
         for error in validator.iter_errors(document)
     ]
+
+
+def compose_schema_errors(document: Any) -> list[str]:
+    return schema_errors(COMPOSE_SCHEMA, document)
 
 
 def test_compose_matches_compose_spec_schema(compose):
@@ -550,12 +556,31 @@ def test_kubernetes_has_no_secret_values():
 # ------------------------------------------------------------------------------------ CI
 
 
-@pytest.fixture(scope="module")
-def ci_workflow() -> dict[str, Any]:
-    """The parsed CI workflow; PyYAML reads the `on` key as True, so it is renamed back."""
-    workflow = load_yaml(REPO / ".github" / "workflows" / "ci.yml")
+def load_workflow(path: Path) -> dict[str, Any]:
+    """Parse a workflow file; PyYAML reads the `on` key as True, so it is renamed back."""
+    workflow = load_yaml(path)
     workflow["on"] = workflow.pop(True)
     return workflow
+
+
+@pytest.fixture(scope="module")
+def ci_workflow() -> dict[str, Any]:
+    """The parsed CI workflow."""
+    return load_workflow(REPO / ".github" / "workflows" / "ci.yml")
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_ci_workflow_matches_schema(path):
+    """Each GitHub Actions workflow is valid against the SchemaStore workflow schema."""
+    assert schema_errors(WORKFLOW_SCHEMA, load_workflow(path)) == []
+
+
+def test_ci_workflow_schema_rejects_unknown_keys(ci_workflow):
+    """The workflow schema check fails on a misspelt job key, so it can catch mistakes."""
+    broken = json.loads(json.dumps(ci_workflow))
+    broken["jobs"]["lint"]["runs_on"] = "ubuntu-24.04"
+
+    assert schema_errors(WORKFLOW_SCHEMA, broken)
 
 
 def job_commands(job: dict[str, Any]) -> str:
