@@ -15,7 +15,7 @@ from typing import Protocol, runtime_checkable
 
 import structlog
 
-from routeros.errors import DeviceError, ItemNotFound, UnknownPath
+from routeros.errors import DeviceError, ItemNotFound, ProtocolViolation, UnknownPath
 from routeros.target import DeviceTarget
 
 Row = dict[str, str]
@@ -144,7 +144,7 @@ def export_arguments(
     return arguments
 
 
-# /file/read returns at most this many bytes per call (RouterOS 7.13 and later).
+# Bytes requested per /file/read call (RouterOS 7.13 and later); librouteros asks for the same.
 _READ_CHUNK_BYTES = 32768
 
 
@@ -194,10 +194,16 @@ async def _read_file(client: DeviceClient, file_row: Row, version: tuple[int, ..
             "/file/read",
             {"file": file_name, "offset": str(offset), "chunk-size": str(_READ_CHUNK_BYTES)},
         )
-        parts.append("".join(row.get("data", "") for row in reply))
-        # Advance by bytes requested: a decoded chunk can be shorter in characters. Exports
-        # escape non-ASCII bytes as \HH, so a chunk border never splits a character.
-        offset += _READ_CHUNK_BYTES
+        data = "".join(row.get("data", "") for row in reply)
+        if not data:
+            raise ProtocolViolation(
+                f"/file/read returned no data at offset {offset} of {file_name!r}, "
+                f"which the device listed with {size} bytes"
+            )
+        parts.append(data)
+        # A device may send less than requested, so advance by what arrived. Exports escape
+        # non-ASCII bytes as \HH, so characters and bytes count the same here.
+        offset += len(data.encode(client.target.encoding, errors="replace"))
     return "".join(parts)
 
 
