@@ -16,7 +16,14 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from inventory.devices import DeviceNotFound, DeviceSessions, Inventory
-from planning.state import fingerprint, matches, same_content, stable_rows, writable
+from planning.state import (
+    fingerprint,
+    item_properties,
+    matches,
+    same_content,
+    stable_rows,
+    writable,
+)
 from routeros.client import DeviceClient
 from routeros.errors import DeviceError
 from storage.audit import record_audit
@@ -207,7 +214,7 @@ class PlanApplyActivities:
                 # The previous attempt may have added the item before the worker died.
                 known = await self._snapshot_ids(change.plan_id, change.device_id, change.path)
                 for row in await client.print(change.path):
-                    if row.get(".id") not in known and matches(row, change.values):
+                    if row.get(".id") not in known and matches(row, item_properties(change.values)):
                         return row[".id"]
             return await client.add(change.path, dict(change.values))
         if change.action == "set":
@@ -242,7 +249,8 @@ class PlanApplyActivities:
             created = change.result.get("created_id")
             if created is None:
                 known = await self._snapshot_ids(change.plan_id, change.device_id, change.path)
-                matching = [r[".id"] for r in rows if r.get(".id") not in known and matches(r, change.values)]
+                planned = item_properties(change.values)
+                matching = [r[".id"] for r in rows if r.get(".id") not in known and matches(r, planned)]
                 created = matching[0] if matching else None
             if created and created in present:
                 await client.remove(change.path, [created])
@@ -372,7 +380,7 @@ def _check_applied(change: PlanChange, rows: dict[str | None, dict[str, str]]) -
     if change.action == "add":
         created = change.result.get("created_id")
         row = rows.get(created)
-        if row is None or not matches(row, change.values):
+        if row is None or not matches(row, item_properties(change.values)):
             return [f"step {change.seq}: added item {created} is missing or differs in {change.path}"]
         return []
     if change.action == "set":

@@ -37,6 +37,16 @@ READ_ONLY_PROPERTIES = frozenset(
 )
 
 
+# Arguments of ``add`` that say where an item goes rather than what it is; the stored item
+# never shows them, so they are left out when a stored item is compared with a planned one.
+PLACEMENT_ARGUMENTS = frozenset({"place-before"})
+
+
+def item_properties(values: dict[str, str]) -> dict[str, str]:
+    """Return the planned values of an add without its placement arguments."""
+    return {key: value for key, value in values.items() if key not in PLACEMENT_ARGUMENTS}
+
+
 def stable_rows(rows: list[dict[str, str]]) -> list[dict[str, str]]:
     """Drop volatile properties; keep order, because order matters in firewall chains."""
     return [{k: v for k, v in row.items() if k not in VOLATILE_PROPERTIES} for row in rows]
