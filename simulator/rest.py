@@ -34,6 +34,7 @@ from simulator import rest_json
 from simulator import schema as schemas
 from simulator.console import Console
 from simulator.executor import Result, Session, execute
+from simulator.faults import Faults
 from simulator.http import HttpRequest, HttpResponse, HttpServer
 from simulator.state import DeviceState
 from simulator.tls import make_self_signed
@@ -82,14 +83,14 @@ class RestServer:
         self,
         state: DeviceState,
         *,
-        faults: object | None = None,
+        faults: Faults | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
         tls: bool | ssl.SSLContext = False,
         options: RestOptions | None = None,
     ) -> None:
         self._state = state
-        self._faults = faults
+        self._faults = faults if faults is not None else Faults()
         self._jobs = 0
         self._tls = tls is not False
         self._options = options or RestOptions()
@@ -133,10 +134,10 @@ class RestServer:
 
     async def _apply_delay_faults(self) -> None:
         """Delay the reply by the device's latency fault, or forever while the hang fault is on."""
-        if getattr(self._faults, "hang", False):
+        if self._faults.hang:
             # A hung device accepts the request and never replies; the client's timeout ends it.
             await asyncio.Event().wait()
-        delay = self._faults.reply_delay() if hasattr(self._faults, "reply_delay") else 0.0
+        delay = self._faults.reply_delay()
         if delay > 0:
             await asyncio.sleep(delay)
 
@@ -154,7 +155,7 @@ class RestServer:
         except (binascii.Error, ValueError):
             return None
         name, separator, password = decoded.decode("utf-8", "surrogateescape").partition(":")
-        if not separator or getattr(self._faults, "refuse_logins", False):
+        if not separator or self._faults.refuse_logins:
             return None
         try:
             user = self._state.authenticate(name, password)
@@ -163,7 +164,7 @@ class RestServer:
             return None
         if user is None or "rest-api" not in user.policies:
             return None
-        return Session(state=self._state, user=user, transport="rest", faults=self._fault_hook())
+        return Session(state=self._state, user=user, transport="rest", faults=self._faults)
 
     async def _dispatch(
         self, method: str, path: str, query: str, body: bytes, session: Session
@@ -356,11 +357,8 @@ class RestServer:
         return HttpResponse(status, rest_json.encode(body), headers=headers)
 
     def _json(self, value: object, status: int = 200) -> HttpResponse:
-        raw = bool(getattr(self._faults, "rest_invalid_json", False))
+        raw = self._faults.rest_invalid_json
         return HttpResponse(status, rest_json.encode(value, raw_control_bytes=raw))
-
-    def _fault_hook(self) -> object | None:
-        return self._faults if hasattr(self._faults, "trap_for") else None
 
 
 @functools.cache

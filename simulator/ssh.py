@@ -23,6 +23,7 @@ import asyncssh
 
 from simulator.console import Console
 from simulator.executor import Session
+from simulator.faults import Faults
 from simulator.safe_mode import SafeModeSlot
 from simulator.ssh_shell import Shell, run_after_reply, write_text
 from simulator.state import DeviceState
@@ -107,20 +108,20 @@ class SshServer:
         self,
         state: DeviceState,
         *,
-        faults: object | None = None,
+        faults: Faults | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
         options: SshOptions | None = None,
     ) -> None:
         self._state = state
-        self._faults = faults
+        self._faults = faults if faults is not None else Faults()
         self._host = host
         self._port = port
         self.options = options or SshOptions()
         self._server: asyncssh.SSHAcceptor | None = None
         self.license_answered = not self.options.license_prompt
         self.safe_mode = SafeModeSlot()
-        self._connections: set[asyncssh.SSHServerConnection] = set()
+        self.connections: set[asyncssh.SSHServerConnection] = set()
 
     @property
     def port(self) -> int:
@@ -164,7 +165,7 @@ class SshServer:
 
     def drop_connections(self) -> None:
         """Close every open session, as a reboot does."""
-        for connection in list(self._connections):
+        for connection in list(self.connections):
             connection.close()
 
     def _host_keypair(self) -> asyncssh.SSHKeyPair:
@@ -173,6 +174,20 @@ class SshServer:
             # RouterOS 6 signs only with SHA-1 `ssh-rsa`, so clients must enable it explicitly.
             keypair.host_key_algorithms = (b"ssh-rsa",)
         return keypair
+
+    def check_password(self, login: str, password: str) -> bool:
+        """Return whether ``login`` (suffix allowed) may log in with ``password`` over SSH.
+
+        The user needs the ``ssh`` policy, and the refuse-logins fault rejects everyone.
+        """
+        if self._faults.refuse_logins:
+            return False
+        options = parse_login_name(login)
+        try:
+            user = self._state.authenticate(options.user, password)
+        except UnicodeEncodeError:
+            return False
+        return user is not None and "ssh" in user.policies
 
     def asks_new_password(self, user: str) -> bool:
         """Return whether a shell login asks ``user`` for a new password first.
@@ -195,10 +210,10 @@ class SshServer:
         While the hang fault is on, a command never runs: the session stays open without
         output until the client gives up and closes it.
         """
-        if getattr(self._faults, "hang", False):
+        if self._faults.hang:
             await process.wait_closed()
             return False
-        delay = self._faults.reply_delay() if hasattr(self._faults, "reply_delay") else 0.0
+        delay = self._faults.reply_delay()
         if delay > 0:
             await asyncio.sleep(delay)
         return True
@@ -211,8 +226,7 @@ class SshServer:
         user = self._state.user_info(options.user)
         if not user.group:
             return None
-        hook = self._faults if hasattr(self._faults, "trap_for") else None
-        return Session(state=self._state, user=user, transport="ssh", faults=hook)
+        return Session(state=self._state, user=user, transport="ssh", faults=self._faults)
 
     async def _run_process(self, process: asyncssh.SSHServerProcess) -> None:
         login = process.get_extra_info("username") or ""
@@ -265,11 +279,11 @@ class _DeviceSshServer(asyncssh.SSHServer):
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self._connection = conn
-        self._owner._connections.add(conn)
+        self._owner.connections.add(conn)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._connection is not None:
-            self._owner._connections.discard(self._connection)
+            self._owner.connections.discard(self._connection)
 
     def begin_auth(self, username: str) -> bool:
         return True
@@ -278,11 +292,7 @@ class _DeviceSshServer(asyncssh.SSHServer):
         return True
 
     def validate_password(self, username: str, password: str) -> bool:
-        if getattr(self._owner._faults, "refuse_logins", False):
-            return False
-        options = parse_login_name(username)
-        user = self._owner._state.authenticate(options.user, password)
-        return user is not None and "ssh" in user.policies
+        return self._owner.check_password(username, password)
 
 
 def _console_width(process: asyncssh.SSHServerProcess, options: LoginOptions) -> int:
