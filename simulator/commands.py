@@ -190,7 +190,7 @@ def import_command(session: Session, command: str, attrs: dict[str, str], querie
     target = state.deep_copy() if dry_run else state
     run_session = Session(state=target, user=session.user, transport=session.transport)
     try:
-        run_script_text(run_session, item.get("contents", ""))
+        run_script_text(run_session, item.get("contents", ""), export_file=True)
     except ScriptFailure as failure:
         raise CommandError(Trap(str(failure), CATEGORY_SCRIPT)) from failure
     return Result()
@@ -332,7 +332,7 @@ def reset_configuration(session: Session, command: str, attrs: dict[str, str], q
         if script:
             admin = state.user_info("admin")
             try:
-                run_script_text(Session(state=state, user=admin, transport="script"), script)
+                run_script_text(Session(state=state, user=admin, transport="script"), script, export_file=True)
             except ScriptFailure:
                 pass  # RouterOS stops the script at the failing line and keeps what ran.
         state.reboot()

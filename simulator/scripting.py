@@ -23,6 +23,7 @@ _DURATION_PART = re.compile(r"(\d+)(ms|w|d|h|m|s)")
 _CLOCK = re.compile(r"^(\d+):(\d{2}):(\d{2})$")
 SCHEDULER_PATH = "/system/scheduler"
 STARTUP_DELAY = 1.0
+_FAILED_JOBS: set[str] = set()
 
 
 class ScriptFailure(Exception):
@@ -49,25 +50,34 @@ def parse_duration(value: str) -> float | None:
     return total if position == len(text) and text else None
 
 
-def run_script_text(session: Session, text: str) -> None:
-    """Run every command of ``text``; raise :class:`ScriptFailure` at the first failure."""
+def run_script_text(session: Session, text: str, *, export_file: bool = False) -> None:
+    """Run every command of ``text``; raise :class:`ScriptFailure` at the first failure.
+
+    ``export_file`` marks a ``.rsc`` file (``/import``, ``run-after-reset``), which is read
+    with the export parser of :mod:`routeros.rsc` first. Script sources and scheduler
+    events use the console reader, because the export parser takes unknown command words
+    such as ``run`` for menu names.
+    """
     try:
-        commands = _parse(text)
+        commands = _parse_export(text) if export_file else None
+        if commands is None:
+            commands = list(parse_script(text))
     except ScriptSyntaxError as error:
         raise ScriptFailure(f"syntax error {error}") from error
     for command in commands:
         run_command(session, command)
 
 
-def _parse(text: str) -> list[Any]:
+def _parse_export(text: str) -> list[Any] | None:
+    """Parse ``text`` as an export, or return ``None`` so the console reader tries it."""
+    from routeros.rsc import RscSyntaxError, parse_export
+
     try:
-        from routeros.rsc import parse_export  # type: ignore[attr-defined]
-    except ImportError:
-        return list(parse_script(text))
-    try:
-        return list(parse_export(text).commands)
-    except Exception:  # noqa: BLE001 - the shared parser targets exports; fall back for scripts.
-        return list(parse_script(text))
+        commands = list(parse_export(text).commands)
+    except RscSyntaxError:
+        return None
+    has_content = any(line.strip() and not line.lstrip().startswith("#") for line in text.splitlines())
+    return commands if commands or not has_content else None
 
 
 def run_command(session: Session, command: Any) -> None:
@@ -121,7 +131,6 @@ class Scheduler:
         self.loop = loop or asyncio.get_running_loop()
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._signatures: dict[str, tuple[str, ...]] = {}
-        self._failed: set[str] = set()
         state.add_listener(self._on_change)
         state.add_reboot_listener(self._on_reboot)
         self._arm_all(boot=True)
@@ -191,9 +200,10 @@ class Scheduler:
         except ScriptFailure as failure:
             name = item.get("name", "?")
             # Jobs loaded from exports often run scripts this runner cannot read, every
-            # minute on every device, so only the first failure per job is a warning.
-            level = logging.DEBUG if name in self._failed else logging.WARNING
-            self._failed.add(name)
+            # minute on every device, so only the first failure per job name in the
+            # process is a warning.
+            level = logging.DEBUG if name in _FAILED_JOBS else logging.WARNING
+            _FAILED_JOBS.add(name)
             logger.log(level, "scheduler job %s failed: %s", name, failure)
 
 

@@ -459,3 +459,12 @@ def test_api_split_word_keeps_equals_in_value() -> None:
     assert split_word("=comment=a=b=c") == ("comment", "a=b=c")
     assert split_word("=comment=") == ("comment", "")
     assert split_word("=fib") == ("fib", "")
+
+
+def test_script_runs_stored_script_by_name(admin: Session) -> None:
+    """An event line ``/system script run NAME`` runs that stored script."""
+    _ok(execute(admin, "/system/script/add", {"name": "make-pool", "source": "/ip pool add name=by-event"}))
+    run_script_text(admin, "/system script run make-pool")
+    pools = admin.state.table("/ip/pool")
+    assert pools is not None
+    assert [item["name"] for item in pools.items] == ["by-event"]
