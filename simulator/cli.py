@@ -140,6 +140,7 @@ class CliCommand:
     arguments: list[Word] = field(default_factory=list)
     where: Filter | None = None
     column: int = 1
+    where_column: int | None = None
 
     def argument(self, name: str) -> Word | None:
         """Return the argument called ``name``, if given."""
@@ -313,6 +314,7 @@ def _parse_arguments(
     for position, word in enumerate(rest):
         if word.value is None and not word.quoted and word.name == "where" and word.find is None:
             command.where = parse_filter(rest[position + 1 :], line_number)
+            command.where_column = word.column
             break
         # `set 0 !keepalive` unsets a property; a `!name` word never names an item.
         takes_name = verb in ITEM_COMMANDS and position == 0 and not word.name.startswith("!")

@@ -336,10 +336,15 @@ class Console:
             known = word.name in _EXPORT_FLAGS
             if not known or (word.name == "show-sensitive" and not version7):
                 raise CliError("expected end of command", word.column, line_number)
+        if command.where is not None and (not command.path or not state.version_at_least(7, 13)):
+            # `export where` exists from RouterOS 7.13 on, and only inside a menu.
+            raise CliError("expected end of command", command.where_column, line_number)
         attributes = {word.name: word.value or "" for word in command.arguments}
         if "file" in attributes:
             self._call(command, f"{command.path}/export", attributes, line_number)
             return ""
+        if command.where is not None:
+            state = self._matching_copy(command.path, command.where)
         # Over the API an export returns nothing, so the console renders it itself.
         show_sensitive = command.has_flag("show-sensitive") or (
             not version7 and not command.has_flag("hide-sensitive")
@@ -352,6 +357,15 @@ class Console:
         return exporter.render_export(
             state, terse=command.has_flag("terse"), show_sensitive=show_sensitive, menu=command.path or None
         )
+
+    def _matching_copy(self, path: str, condition: cli.Filter) -> DeviceState:
+        """Return a copy of the state whose ``path`` menu holds only the matching items."""
+        wanted = set(self._matching_ids(path, condition))
+        copy = self.session.state.deep_copy()
+        table = copy.tables.get(path)
+        if table is not None:
+            table.items = [item for item in table.items if item.get(".id") in wanted]
+        return copy
 
     def _generic(self, command: CliCommand, line_number: int) -> str:
         attributes = self._attributes(command)

@@ -704,3 +704,16 @@ async def test_ssh_cursor_sequence_unless_dumb(ssh: SshServer) -> None:
 
     assert b"\x1b[9999B[admin@MikroTik] > " in full_prompt
     assert b"\x1b[" not in dumb_prompt
+
+
+async def test_ssh_export_where_filters_menu(ssh: SshServer) -> None:
+    """From 7.13 ``export where`` inside a menu exports only the matching items."""
+    await run(ssh, "/ip firewall address-list add list=keep address=192.0.2.30; "
+                   "/ip firewall address-list add list=skip address=192.0.2.31")
+
+    filtered = await text(ssh, "/ip firewall address-list export where list=keep")
+    at_root = await text(ssh, "/export where list=keep")
+
+    assert "address=192.0.2.30" in filtered
+    assert "192.0.2.31" not in filtered
+    assert at_root == "expected end of command (line 1 column 9)\n"
