@@ -1,8 +1,8 @@
 """The device access layer against the simulator's fault modes and TLS/host key checks.
 
-Faults the simulator offers only on some transports are tested on those: refused logins and
-dropping after N sentences exist on the binary API only, and invalid JSON is a REST fault.
-Latency, hang and injected traps apply to every transport.
+Faults the simulator offers only on some transports are tested on those: dropping after N
+sentences exists on the binary API only, and invalid JSON is a REST fault. Latency, hang,
+refused logins and injected traps apply to every transport.
 """
 
 from __future__ import annotations
@@ -148,7 +148,7 @@ async def test_fault_hang_costs_one_slot(fleet: Fleet, device: Device, variant: 
         await pool.close()
 
 
-@pytest.mark.parametrize("variant", ["api", "api-ssl"])
+@pytest.mark.parametrize("variant", VARIANTS)
 async def test_fault_refused_login(fleet: Fleet, device: Device, variant: str) -> None:
     """A device that refuses every login gives AuthenticationFailed, not a retry."""
     device.faults.refuse_logins = True

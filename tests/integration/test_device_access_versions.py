@@ -8,12 +8,13 @@ only ``ssh-rsa`` host keys.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
 import pytest_asyncio
 
 from routeros.client import open_client
-from routeros.errors import UnknownParameter
+from routeros.errors import AuthenticationFailed, UnknownParameter
 from routeros.target import DeviceTarget
 from simulator.fleet import Fleet
 
@@ -76,3 +77,20 @@ async def test_ssh_connects_with_version_host_key(fleet: Fleet) -> None:
     finally:
         await client.close()
     assert version.startswith(fleet.device("r1").version)
+
+
+async def test_api_login_before_6_43() -> None:
+    """A RouterOS 6.40 device answers the login with an MD5 challenge that the client meets.
+
+    A wrong password there fails the challenge and is AuthenticationFailed.
+    """
+    async with Fleet(1, version="6.40.9", transports=("api",)) as old_fleet:
+        target = make_target(old_fleet, "api")
+        client = await open_client(target)
+        try:
+            version = (await client.get("/system/resource"))["version"]
+        finally:
+            await client.close()
+        assert version.startswith("6.40.9")
+        with pytest.raises(AuthenticationFailed):
+            await open_client(replace(target, password="wrong-password"))
