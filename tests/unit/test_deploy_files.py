@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
+import os
 import re
 import shutil
 import subprocess
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +18,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from tikflow.configinfo.sources import ConfigInvalidError, effective_settings, ignored_keys
 from tikflow.configinfo.validation import check_file
 
 REPO = Path(__file__).resolve().parents[2]
@@ -247,6 +251,48 @@ def test_compose_cli_check_accepts_valid_file(tmp_path):
     assert result.ok is True
 
 
+def check_environment(variables: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Load settings from exactly these TIKFLOW_* variables; return problems and ignored keys.
+
+    ``*_FILE`` variables are left out because their files exist only in the deployment.
+    """
+    for name in list(os.environ):
+        if name.upper().startswith("TIKFLOW_") or name.upper() == "MCP_ENV":
+            monkeypatch.delenv(name)
+    for name, value in variables.items():
+        if name.startswith("TIKFLOW_") and not name.endswith("_FILE"):
+            monkeypatch.setenv(name, str(value))
+    try:
+        effective_settings()
+        return ignored_keys()
+    except ConfigInvalidError as exc:
+        return exc.problems
+
+
+def test_compose_environment_is_valid_settings(compose, monkeypatch):
+    """The tikflow variables in docker-compose.yml, with the mounted config file, are valid."""
+    service = compose["x-tikflow-service"]
+    mounts = dict(volume.split(":")[1::-1] for volume in service["volumes"])
+    environment = {
+        # Compose substitutes ${NAME:-default}; without NAME set the default applies.
+        name: re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(value))
+        for name, value in service["environment"].items()
+    }
+    environment["TIKFLOW_CONFIG"] = str(REPO / mounts[environment["TIKFLOW_CONFIG"]])
+
+    assert environment["TIKFLOW_ENV"] == "staging"
+    assert check_environment(environment, monkeypatch) == []
+
+
+def test_environment_check_reports_unknown_variable(monkeypatch):
+    """A misspelt nested variable is reported, so the environment checks can fail."""
+    problems = check_environment({"TIKFLOW_API__PROT": "8080"}, monkeypatch)
+
+    assert problems == [
+        "env: api.prot: unknown key; allowed here: host, port, public_url; did you mean 'port'?"
+    ]
+
+
 # ---------------------------------------------------------------------------- Dockerfile
 
 
@@ -294,6 +340,32 @@ def test_dockerfile_labels_and_healthcheck():
     assert 'org.opencontainers.image.version="${VERSION}"' in labels
     assert len(healthchecks) == 1
     assert "/healthz" in healthchecks[0]
+
+
+def dockerignored(relative: str) -> bool:
+    """Tell whether .dockerignore keeps a top-level path out of the build context."""
+    patterns = [
+        line.strip().removeprefix("**/")
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    return any(fnmatch.fnmatch(relative, pattern) for pattern in patterns)
+
+
+def test_docker_context_keeps_what_pip_install_needs():
+    """The build context keeps pyproject.toml, the README and every packaged top-level folder."""
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    includes = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = [
+        path.name
+        for path in REPO.iterdir()
+        if (path / "__init__.py").exists() and any(fnmatch.fnmatch(path.name, i) for i in includes)
+    ]
+
+    assert "tikflow" in packages
+    for name in ["pyproject.toml", pyproject["project"]["readme"], *packages]:
+        assert (REPO / name).exists(), name
+        assert not dockerignored(name), f".dockerignore drops {name}, which the image build needs"
 
 
 def test_dockerignore_keeps_secrets_and_tooling_out():
@@ -402,6 +474,17 @@ def test_systemd_service_units_notify_and_restart(name, command):
     assert unit_values(unit, "Service", "StandardOutput") == ["journal"]
     assert "tikflow-migrate.service" in unit_values(unit, "Unit", "Requires")
     assert unit_values(unit, "Install", "WantedBy") == ["multi-user.target"]
+
+
+def test_systemd_env_example_is_valid_settings(monkeypatch):
+    """The example environment file for the units sets only known, valid settings."""
+    lines = (SYSTEMD_DIR / "tikflow.env.example").read_text().splitlines()
+    variables = dict(
+        line.split("=", 1) for line in lines if line.strip() and not line.startswith("#")
+    )
+
+    assert variables
+    assert check_environment(variables, monkeypatch) == []
 
 
 def test_systemd_migrate_unit_is_oneshot():
@@ -533,6 +616,18 @@ def test_kubernetes_worker_has_no_http_probes():
 
     assert "livenessProbe" not in container
     assert "readinessProbe" not in container
+
+
+@pytest.mark.parametrize("name", ["tikflow-api", "tikflow-worker", "tikflow-migrate"])
+def test_kubernetes_environment_is_valid_settings(name, monkeypatch):
+    """The ConfigMap plus each container's env form known, valid settings."""
+    configmap = load_yaml(KUBERNETES_DIR / "configmap.yaml")
+    container = kubernetes_pod_specs()[name]["containers"][0]
+    variables = dict(configmap["data"])
+    variables.update({item["name"]: item["value"] for item in container.get("env", [])})
+
+    assert container["envFrom"] == [{"configMapRef": {"name": configmap["metadata"]["name"]}}]
+    assert check_environment(variables, monkeypatch) == []
 
 
 def test_kubernetes_has_no_secret_values():
