@@ -213,10 +213,20 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _reject_dev_token_off_loopback(self) -> Settings:
-        if self.dev_token is not None and not is_loopback_host(self.api.host):
+        if self.dev_token is None:
+            return self
+        if not is_loopback_host(self.api.host):
             raise ValueError(
                 f"dev_token is only accepted when the api binds a loopback address, not "
                 f"{self.api.host}; set TIKFLOW_API__HOST=127.0.0.1 or unset TIKFLOW_DEV_TOKEN"
+            )
+        # A tunnel or a public URL makes a loopback-bound api reachable from elsewhere.
+        public_host = urlsplit(self.api.public_url).hostname if self.api.public_url else None
+        if self.tunnel.hostname or (public_host and not is_loopback_host(public_host)):
+            raise ValueError(
+                "dev_token is not accepted while the api is published through "
+                f"{self.tunnel.hostname or self.api.public_url}; unset TIKFLOW_DEV_TOKEN and "
+                "log in through the identity provider (tikflow login)"
             )
         return self
 

@@ -124,6 +124,16 @@ def test_authz_dev_token_needs_loopback() -> None:
     assert Settings(env="lab", dev_token="dev", api={"host": "127.0.0.1"}).dev_token is not None
 
 
+def test_authz_dev_token_refused_when_published() -> None:
+    """The development token is refused when a tunnel or public URL exposes the api."""
+    with pytest.raises(ValidationError, match="published"):
+        Settings(env="lab", dev_token="dev", tunnel={"hostname": "tikflow.example.com"})
+    with pytest.raises(ValidationError, match="published"):
+        Settings(env="lab", dev_token="dev", api={"public_url": "https://tikflow.example.com"})
+    local = Settings(env="lab", dev_token="dev", api={"public_url": "http://127.0.0.1:8080"})
+    assert local.dev_token is not None
+
+
 def test_authz_dev_token_refused_in_prod() -> None:
     """The development token is refused outside the lab profile."""
     with pytest.raises(ValidationError, match="lab profile"):
