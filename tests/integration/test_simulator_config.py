@@ -204,3 +204,30 @@ def test_dead_man_job_removes_itself_and_restores(sim: BackgroundFleet, api: lib
         time.sleep(0.1)
     assert addresses == ["10.10.0.1/24"]
     assert jobs == []
+
+
+async def test_async_config_export_apply_rollback(sim: BackgroundFleet) -> None:
+    """AsyncConfig exports, applies and fires an armed rollback like the sync helper."""
+    import asyncio
+
+    sim.run(sim.fleet.restart("r1", keep_state=False))
+    port = sim.port("r1")
+    api = await librouteros.async_connect(HOST, "admin", sim.fleet.admin_password, port=port, timeout=WAIT)
+    config = api.config()
+    await config.apply("/ip address\nadd address=10.11.0.1/24 interface=ether1\n")
+    assert "address=10.11.0.1/24" in await config.export()
+    await config.arm_rollback(1)
+    await config.apply("/ip address\nadd address=10.11.1.1/24 interface=ether2\n")
+    deadline = time.monotonic() + ROLLBACK_WAIT
+    addresses: list[str] = []
+    while time.monotonic() < deadline:
+        try:
+            probe = await librouteros.async_connect(HOST, "admin", sim.fleet.admin_password, port=port, timeout=WAIT)
+            addresses = [str(row["address"]) async for row in probe.path("ip", "address")]
+            await probe.close()
+        except (ConnectionClosed, ConnectionError, OSError, TrapError):
+            addresses = []
+        if addresses == ["10.11.0.1/24"]:
+            break
+        await asyncio.sleep(0.1)
+    assert addresses == ["10.11.0.1/24"]
