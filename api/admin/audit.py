@@ -2,6 +2,8 @@
 
 ``AuditAdminRequests`` is an ASGI middleware that writes exactly one audit event per admin
 API request, whatever the outcome (401 and 429 included), just before the last response byte.
+A route that writes its own, more specific event sets ``request.state.audit_recorded = True``
+and the middleware then writes none, so the request still has exactly one.
 """
 
 from __future__ import annotations
@@ -212,7 +214,10 @@ class AuditAdminRequests:
 
     async def _record(self, services: Any, scope: Scope, status: int, body: bytes,
                       request_id: str, duration_ms: int) -> None:
-        principal = scope.get("state", {}).get("principal")
+        state = scope.get("state", {})
+        if state.get("audit_recorded"):
+            return
+        principal = state.get("principal")
         path_params = {k: str(v) for k, v in (scope.get("path_params") or {}).items()}
         template = _route_template(scope["path"], path_params)
         arguments: dict[str, Any] = {"path": path_params, "query": _query(scope)}

@@ -10,6 +10,8 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import Request
+from fastapi.routing import APIRoute
 from sqlalchemy import delete, text, update
 from sqlalchemy.exc import DBAPIError
 from typer.testing import CliRunner
@@ -214,3 +216,30 @@ async def test_audit_rows_are_append_only(database_url: str) -> None:
         assert [row.actor for row in rows] == ["alice"]
     finally:
         await db.dispose()
+
+
+async def test_audit_route_may_record_its_own(api: RunningApi) -> None:
+    """A route that writes its own audit event suppresses the middleware's generic one."""
+
+    async def self_audited(request: Request) -> dict[str, str]:
+        await record_audit(api.app.state.services.db, actor="route", action="test.self-audited",
+                           result="ok", request_id="req-self-1")
+        request.state.audit_recorded = True
+        return {"ok": "yes"}
+
+    async def plain() -> dict[str, str]:
+        return {"ok": "yes"}
+
+    # Inserted first: the MCP app mounted at "/" would otherwise take the paths.
+    api.app.router.routes.insert(0, APIRoute("/api/v1/test-self-audited", self_audited))
+    api.app.router.routes.insert(0, APIRoute("/api/v1/test-plain", plain))
+    async with httpx.AsyncClient(base_url=api.url, timeout=30) as http:
+        for path in ("/api/v1/test-self-audited", "/api/v1/test-plain"):
+            response = await http.get(path, headers={"x-request-id": f"req-{path[8:]}"})
+            assert response.status_code == 200
+
+    body = (await _get(api, "/api/v1/audit", since="2026-06-01T00:00:00Z")).json()
+    actions = [e["action"] for e in body["items"]]
+    assert actions.count("test.self-audited") == 1
+    assert actions.count("api:GET /api/v1/test-self-audited") == 0
+    assert actions.count("api:GET /api/v1/test-plain") == 1
