@@ -67,6 +67,11 @@ class Result:
     empty: bool = False
     after_reply: Callable[[], None] | None = None
 
+    @property
+    def done_attributes(self) -> dict[str, str]:
+        """Attributes of the final ``!done`` (the same dict as :attr:`done`)."""
+        return self.done
+
 
 class CommandError(Exception):
     """A command failed; carries the traps RouterOS would send."""
