@@ -7,6 +7,7 @@ earlier attempt got through, and never applies a change twice.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -77,7 +78,7 @@ class PlanApplyActivities:
         except DeviceNotFound as err:
             raise ApplicationError(str(err), type="DeviceNotFound", non_retryable=True) from None
         try:
-            async with self.sessions.session(device) as client:
+            async with _heartbeating(), self.sessions.session(device) as client:
                 yield device, client
         except DeviceError as err:
             raise as_application_error(err, device.name) from None
@@ -370,6 +371,22 @@ class PlanApplyActivities:
             )
         log.info("plan status", plan_id=update.plan_id, status=update.status,
                  workflow_id=update.workflow_id)
+
+
+@asynccontextmanager
+async def _heartbeating(interval: float = 2.0) -> AsyncIterator[None]:
+    """Heartbeat while a device call runs, so a crashed worker's step is retried within seconds."""
+
+    async def beat() -> None:
+        while True:
+            activity.heartbeat()
+            await asyncio.sleep(interval)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
 
 
 def _rollout_fields(rollout: dict) -> dict:

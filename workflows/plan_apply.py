@@ -303,6 +303,7 @@ class PlanApplyWorkflow:
                 activity_name,
                 ChangeStepInput(plan_id=self._plan_id, seq=seq),
                 start_to_close_timeout=timedelta(minutes=2),
+                heartbeat_timeout=timedelta(seconds=10),
                 retry_policy=retry,
             )
         except ActivityError as err:
@@ -316,6 +317,7 @@ class PlanApplyWorkflow:
             DeviceStepInput(plan_id=self._plan_id, device_id=device_id),
             result_type=VerifyResult,
             start_to_close_timeout=timedelta(minutes=5),
+            heartbeat_timeout=timedelta(seconds=10),
             retry_policy=retry,
         )
 

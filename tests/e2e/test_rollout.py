@@ -8,8 +8,10 @@ covers both databases.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -211,3 +213,30 @@ async def test_disabled_tool_is_refused_until_enabled(stack: Stack):
         admin(stack, "POST", "/incident/tools/device.list.v1/enable")
     async with stack.mcp() as mcp:
         assert (await mcp.call("device.list.v1", {}))["count"] == FLEET + 1
+
+
+async def test_recorded_histories_replay_on_current_code(stack: Stack):
+    """Every PlanApply history this module produced replays without nondeterminism."""
+    from temporalio.client import Client
+    from temporalio.contrib.pydantic import pydantic_data_converter
+    from temporalio.worker import Replayer
+
+    from workflows.plan_apply import PlanApplyWorkflow
+
+    client = await Client.connect(stack.settings.temporal.address, data_converter=pydantic_data_converter)
+    query = f'WorkflowType = "PlanApply" AND TaskQueue = "{stack.settings.temporal.task_queue}"'
+    histories = [await client.get_workflow_handle(w.id, run_id=w.run_id).fetch_history()
+                 async for w in client.list_workflows(query)]
+    assert len(histories) >= 3
+    replayer = Replayer(workflows=[PlanApplyWorkflow], data_converter=pydantic_data_converter)
+    failures = {}
+    for history in histories:
+        result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+        if result.replay_failure is not None:
+            failures[history.workflow_id] = str(result.replay_failure)
+    assert failures == {}
+    record_dir = os.environ.get("TIKFLOW_RECORD_HISTORIES")
+    if record_dir:
+        for history in histories:
+            path = Path(record_dir) / f"{history.workflow_id.replace(':', '_')}.json"
+            path.write_text(history.to_json())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -42,6 +43,19 @@ class Stack:
             transport = streamable_http_client(f"{self.api_url}/mcp", http_client=http)
             async with Client(transport) as client:
                 yield McpSession(client)
+
+    def kill_worker(self, name: str = "worker0") -> None:
+        """SIGKILL a worker process, as a crash or an OOM kill would."""
+        for process_name, process in self.supervisor.processes:
+            if process_name == name and process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+                return
+        raise AssertionError(f"no running worker called {name}")
+
+    def start_worker(self, name: str) -> None:
+        self.supervisor.start(name, [venv_binary("tikflow"), "worker"], env=self.env,
+                              log_file=self.log_dir / f"{name}.log")
 
     def logs(self) -> str:
         return "\n".join(p.read_text(errors="replace") for p in sorted(self.log_dir.glob("*.log")))
