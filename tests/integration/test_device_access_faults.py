@@ -8,7 +8,6 @@ refused logins and injected traps apply to every transport.
 from __future__ import annotations
 
 import asyncio
-import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from routeros.errors import (
     TlsVerificationFailed,
 )
 from routeros.pool import DevicePool
-from routeros.target import DeviceTarget, certificate_fingerprint
+from routeros.target import DeviceTarget
 from simulator.fleet import Device, Fleet
 from simulator.ssh import host_key
 
@@ -47,21 +46,8 @@ def device(fleet: Fleet) -> Device:
     return simulated
 
 
-async def served_fingerprint(host: str, port: int) -> str:
-    """Return the SHA-256 fingerprint of the certificate a TLS port presents."""
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    _, writer = await asyncio.wait_for(asyncio.open_connection(host, port, ssl=context), 5)
-    der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
-    writer.close()
-    return certificate_fingerprint(der)
-
-
-async def make_target(
-    fleet: Fleet, device: Device, variant: str, **overrides: object
-) -> DeviceTarget:
-    """Build the target for one transport variant, pinning the certificate it serves."""
+def make_target(fleet: Fleet, device: Device, variant: str, **overrides: object) -> DeviceTarget:
+    """Build the target for one transport variant, pinning the fleet's certificate."""
     values: dict[str, object] = {
         "host": fleet.host,
         "port": device.ports[variant],
@@ -72,7 +58,7 @@ async def make_target(
         "command_timeout": 5,
     }
     if variant in ("api-ssl", "rest-ssl"):
-        values["tls_fingerprint"] = await served_fingerprint(fleet.host, device.ports[variant])
+        values["tls_fingerprint"] = fleet.fingerprint
     if variant == "rest":
         values["rest_tls"] = False
     values.update(overrides)
@@ -82,7 +68,7 @@ async def make_target(
 @pytest.mark.parametrize("variant", VARIANTS)
 async def test_fault_latency_within_timeout(fleet: Fleet, device: Device, variant: str) -> None:
     """Replies slower than usual but inside the command timeout still arrive."""
-    client = await open_client(await make_target(fleet, device, variant))
+    client = await open_client(make_target(fleet, device, variant))
     try:
         device.faults.set_latency(0.2)
         rows = await client.print("/interface/ethernet", proplist=["name"])
@@ -94,7 +80,7 @@ async def test_fault_latency_within_timeout(fleet: Fleet, device: Device, varian
 @pytest.mark.parametrize("variant", VARIANTS)
 async def test_fault_latency_beyond_timeout(fleet: Fleet, device: Device, variant: str) -> None:
     """A reply slower than the command timeout raises a retryable DeviceTimeout."""
-    target = await make_target(fleet, device, variant, command_timeout=0.2)
+    target = make_target(fleet, device, variant, command_timeout=0.2)
     client = await open_client(target)
     try:
         device.faults.set_latency(2)
@@ -110,7 +96,7 @@ async def test_fault_latency_beyond_timeout(fleet: Fleet, device: Device, varian
 @pytest.mark.parametrize("variant", ["api", "api-ssl"])
 async def test_fault_drop_after_sentences(fleet: Fleet, device: Device, variant: str) -> None:
     """A connection cut in the middle of a reply raises ConnectionLost and is not reused."""
-    client = await open_client(await make_target(fleet, device, variant))
+    client = await open_client(make_target(fleet, device, variant))
     try:
         # The login reply counts as one sentence; the print gets two rows, then the cut.
         device.faults.drop_after(3)
@@ -127,7 +113,7 @@ async def test_fault_drop_after_sentences(fleet: Fleet, device: Device, variant:
 @pytest.mark.parametrize("variant", VARIANTS)
 async def test_fault_hang_costs_one_slot(fleet: Fleet, device: Device, variant: str) -> None:
     """A hung device times out, its slot is released and the pool recovers afterwards."""
-    target = await make_target(fleet, device, variant, connect_timeout=0.3, command_timeout=0.3)
+    target = make_target(fleet, device, variant, connect_timeout=0.3, command_timeout=0.3)
     pool = DevicePool(max_per_device=1)
     try:
         async with pool.session("r1", target) as client:
@@ -153,7 +139,7 @@ async def test_fault_refused_login(fleet: Fleet, device: Device, variant: str) -
     """A device that refuses every login gives AuthenticationFailed, not a retry."""
     device.faults.refuse_logins = True
     with pytest.raises(AuthenticationFailed) as failure:
-        await open_client(await make_target(fleet, device, variant))
+        await open_client(make_target(fleet, device, variant))
     assert failure.value.retryable is False
 
 
@@ -161,7 +147,7 @@ async def test_fault_refused_login(fleet: Fleet, device: Device, variant: str) -
 async def test_fault_trap_on_command(fleet: Fleet, device: Device, variant: str) -> None:
     """An injected trap on add surfaces as the typed error for its message."""
     device.faults.trap_on("/ip/address/add", "failure: already have such address")
-    client = await open_client(await make_target(fleet, device, variant))
+    client = await open_client(make_target(fleet, device, variant))
     try:
         with pytest.raises(AlreadyExists, match="already have such address"):
             await client.add("/ip/address", {"address": "10.7.0.1/24", "interface": "ether1"})
@@ -178,7 +164,7 @@ async def test_fault_restart_recovers_through_pool(
     fleet: Fleet, device: Device, variant: str
 ) -> None:
     """After a device restart the pool drops or reconnects the idle connection by itself."""
-    target = await make_target(fleet, device, variant)
+    target = make_target(fleet, device, variant)
     pool = DevicePool()
     try:
         async with pool.session("r1", target) as client:
@@ -203,7 +189,7 @@ async def test_fault_rest_invalid_json(fleet: Fleet, device: Device, variant: st
     """Raw control bytes in REST JSON are repaired and reach the row unchanged."""
     device.state.table("/interface/ethernet").find("ether5")["comment"] = "esc\x1b[0mapes"
     device.faults.rest_invalid_json = True
-    client = await open_client(await make_target(fleet, device, variant))
+    client = await open_client(make_target(fleet, device, variant))
     try:
         rows = await client.print("/interface/ethernet", where={"name": "ether5"})
     finally:
@@ -214,7 +200,7 @@ async def test_fault_rest_invalid_json(fleet: Fleet, device: Device, variant: st
 @pytest.mark.parametrize("variant", ["api-ssl", "rest-ssl"])
 async def test_tls_wrong_fingerprint_rejected(fleet: Fleet, device: Device, variant: str) -> None:
     """A pinned fingerprint that does not match stops the connection before login."""
-    target = await make_target(fleet, device, variant, tls_fingerprint="00" * 32)
+    target = make_target(fleet, device, variant, tls_fingerprint="00" * 32)
     with pytest.raises(TlsVerificationFailed, match="fingerprint mismatch"):
         await open_client(target)
 
@@ -222,10 +208,10 @@ async def test_tls_wrong_fingerprint_rejected(fleet: Fleet, device: Device, vari
 @pytest.mark.parametrize("variant", ["api-ssl", "rest-ssl"])
 async def test_tls_self_signed_needs_trust(fleet: Fleet, device: Device, variant: str) -> None:
     """Without a pin or CA a self-signed certificate fails; tls_verify=False accepts it."""
-    strict = await make_target(fleet, device, variant, tls_fingerprint=None)
+    strict = make_target(fleet, device, variant, tls_fingerprint=None)
     with pytest.raises(TlsVerificationFailed):
         await open_client(strict)
-    loose = await make_target(fleet, device, variant, tls_fingerprint=None, tls_verify=False)
+    loose = make_target(fleet, device, variant, tls_fingerprint=None, tls_verify=False)
     client = await open_client(loose)
     await client.close()
 
@@ -235,7 +221,7 @@ async def test_tls_ca_file_verifies_api_ssl(fleet: Fleet, device: Device, tmp_pa
     assert fleet.tls is not None
     ca_file = tmp_path / "fleet-ca.pem"
     ca_file.write_bytes(fleet.tls.cert_pem)
-    target = await make_target(
+    target = make_target(
         fleet, device, "api-ssl", host="localhost", tls_fingerprint=None, tls_ca_file=str(ca_file)
     )
     client = await open_client(target)
@@ -249,18 +235,18 @@ async def test_ssh_host_key_pinning(fleet: Fleet, device: Device) -> None:
     """The pinned SSH host key fingerprint is accepted and any other is rejected."""
     algorithm = device.servers["ssh"].host_key_algorithm
     fingerprint = host_key(algorithm).get_fingerprint("sha256")
-    client = await open_client(await make_target(fleet, device, "ssh", ssh_host_key=fingerprint))
+    client = await open_client(make_target(fleet, device, "ssh", ssh_host_key=fingerprint))
     await client.close()
     wrong = "SHA256:" + "A" * 43
     with pytest.raises(HostKeyVerificationFailed):
-        await open_client(await make_target(fleet, device, "ssh", ssh_host_key=wrong))
+        await open_client(make_target(fleet, device, "ssh", ssh_host_key=wrong))
 
 
 async def test_ssh_host_key_pinning_by_public_key(fleet: Fleet, device: Device) -> None:
     """An OpenSSH public key line works as the pin too."""
     algorithm = device.servers["ssh"].host_key_algorithm
     public_line = host_key(algorithm).export_public_key().decode()
-    client = await open_client(await make_target(fleet, device, "ssh", ssh_host_key=public_line))
+    client = await open_client(make_target(fleet, device, "ssh", ssh_host_key=public_line))
     await client.close()
 
 
@@ -269,7 +255,7 @@ async def test_ssh_print_without_show_ids(fleet: Fleet, device: Device) -> None:
     rule = device.faults.trap_on(
         "/interface/ethernet/print", "expected end of command (line 1 column 36)", nth=1
     )
-    client = await open_client(await make_target(fleet, device, "ssh"))
+    client = await open_client(make_target(fleet, device, "ssh"))
     try:
         rows = await client.print("/interface/ethernet", proplist=[".id", "name"])
     finally:

@@ -7,8 +7,6 @@ process on loopback.
 
 from __future__ import annotations
 
-import asyncio
-import ssl
 from collections.abc import AsyncIterator
 
 import pytest
@@ -24,12 +22,11 @@ from routeros.errors import (
     UnknownParameter,
     UnknownPath,
 )
-from routeros.target import DeviceTarget, certificate_fingerprint
+from routeros.target import DeviceTarget
 from routeros.values import decode_row, encode_values, parse_bool
 from simulator.fleet import Device, Fleet
 
 VARIANTS = ["api", "api-ssl", "rest", "rest-ssl", "ssh"]
-FINGERPRINTS: dict[str, str] = {}
 
 
 @pytest_asyncio.fixture(scope="module")
@@ -39,38 +36,12 @@ async def fleet() -> AsyncIterator[Fleet]:
 
 
 @pytest.fixture
-def device(fleet: Fleet, fingerprints: dict[str, str]) -> Device:
+def device(fleet: Fleet) -> Device:
     """The fleet's device, back at its starting configuration with every fault off."""
-    FINGERPRINTS.update(fingerprints)
     simulated = fleet.device("r1")
     simulated.state.reset_from(simulated.template)
     simulated.faults.clear()
     return simulated
-
-
-async def served_fingerprint(host: str, port: int) -> str:
-    """Return the SHA-256 fingerprint of the certificate a TLS port presents."""
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    _, writer = await asyncio.wait_for(asyncio.open_connection(host, port, ssl=context), 5)
-    der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
-    writer.close()
-    return certificate_fingerprint(der)
-
-
-@pytest_asyncio.fixture(scope="module")
-async def fingerprints(fleet: Fleet) -> dict[str, str]:
-    """Fingerprint per TLS variant, read from the port itself.
-
-    The simulator's REST server presents a certificate of its own rather than the fleet's,
-    so the fleet's fingerprint is only right for api-ssl.
-    """
-    simulated = fleet.device("r1")
-    return {
-        variant: await served_fingerprint(fleet.host, simulated.ports[variant])
-        for variant in ("api-ssl", "rest-ssl")
-    }
 
 
 def make_target(fleet: Fleet, device: Device, variant: str, **overrides: object) -> DeviceTarget:
@@ -85,7 +56,7 @@ def make_target(fleet: Fleet, device: Device, variant: str, **overrides: object)
         "command_timeout": 5,
     }
     if variant in ("api-ssl", "rest-ssl"):
-        values["tls_fingerprint"] = FINGERPRINTS[variant]
+        values["tls_fingerprint"] = fleet.fingerprint
     if variant == "rest":
         values["rest_tls"] = False
     values.update(overrides)
