@@ -34,6 +34,7 @@ from api.plan_actions import (
 from api.ratelimit import RateLimited
 from api.security import principal_from_access_token
 from api.services import Services
+from api.targeting import TargetedChange, expand_changes, has_target, resolve_authorized_targets
 from api.tools_paged import register_paged_tools
 from inventory.devices import DeviceNotFound, DeviceUnavailable
 from planning.model import ChangeRequest
@@ -262,15 +263,33 @@ def register_tools(server: MCPServer, services: Services) -> ToolRunner:
                  description="Plan changes to one or more devices. Each change names a device (id or "
                              "name), a menu path such as /ip/address, an action (add, set, remove), "
                              "`where` to select existing items by property equality or .id, and "
-                             "`values` to write. Optional `rollout` sets canary, batch size and health "
+                             "`values` to write. A change without a device is made on every target "
+                             "device: give `devices` (ids or names), `tag` or `environment`, and each "
+                             "device gets its own diff. Optional `rollout` sets canary, batch size and "
+                             "health "
                              "checks for multi-device plans. Returns the plan id, its hash (needed to "
                              "apply), the risk with reasons, the approval policy, the devices touched "
                              "and a before/after diff. Nothing changes on any device until "
                              "plan.apply.v1.")
-    async def plan_create(description: str, changes: list[ChangeRequest],
-                          rollout: RolloutOptions | None = None) -> PlanCreated:
+    async def plan_create(description: str, changes: list[TargetedChange],
+                          rollout: RolloutOptions | None = None, devices: list[str] | None = None,
+                          tag: str | None = None, environment: str | None = None) -> PlanCreated:
         principal = principal_from_access_token(get_access_token())
-        return PlanCreated(**await create_plan(services, principal, description, changes, rollout))
+        targets: list[Device] = []
+        if has_target(devices, tag, environment):
+            targets = await resolve_authorized_targets(services.inventory, devices=devices, tag=tag,
+                                                       environment=environment)
+        requests = expand_changes(changes, targets)
+        return PlanCreated(**await create_plan(services, principal, description, requests, rollout))
+
+    async def store_plan(description: str, changes: list[ChangeRequest]) -> PlanCreated:
+        principal = principal_from_access_token(get_access_token())
+        return PlanCreated(**await create_plan(services, principal, description, changes))
+
+    # Imported here: the typed tools module imports this one for ToolRunner and PlanCreated.
+    from api.tools_typed import PlanHelpers, register_typed_tools
+
+    register_typed_tools(runner, services, PlanHelpers(create=store_plan))
 
     @runner.tool("plan.apply.v1", title="Apply a plan", tier="apply", annotations=APPLY,
                  description="Apply a plan created by plan.create.v1, passing its plan_id and "

@@ -51,7 +51,7 @@ def test_catalog_replacements_are_active_tools(catalog: ToolCatalog):
 
 
 def test_catalog_marks_address_list_v1_deprecated(catalog: ToolCatalog):
-    """ip.address.list.v1 says it is deprecated in its description and meta; v2 is active."""
+    """ip.address.list.v1 is marked deprecated in its description and meta, and v2 is active."""
     old = catalog.get("ip.address.list.v1")
     new = catalog.get("ip.address.list.v2")
     assert old is not None and new is not None
@@ -60,6 +60,21 @@ def test_catalog_marks_address_list_v1_deprecated(catalog: ToolCatalog):
     assert old.meta["tikflow/replacement"] == "ip.address.list.v2"
     assert new.meta["tikflow/status"] == "active"
     assert "tikflow/replacement" not in new.meta
+
+
+def test_catalog_typed_plan_tools_are_plan_tier(catalog: ToolCatalog):
+    """The typed planning tools are registered in the plan tier and are not read-only."""
+    typed = [e for e in catalog.entries() if e.family.count(".") == 2 and e.family.startswith("plan.")]
+    assert {e.name for e in typed} >= {
+        "plan.ip_address.add.v1", "plan.ip_address.remove.v1", "plan.route.add.v1",
+        "plan.firewall_filter.add.v1", "plan.firewall_nat.add.v1", "plan.address_list.add.v1",
+        "plan.dns.set_servers.v1", "plan.interface.set_enabled.v1", "plan.system_identity.set.v1",
+        "plan.bridge_vlan.add.v1",
+    }
+    for entry in typed:
+        assert entry.tier == "plan", entry.name
+        assert not entry.read_only, entry.name
+        assert not entry.destructive, entry.name
 
 
 @pytest.mark.parametrize(
@@ -72,7 +87,7 @@ def test_catalog_marks_address_list_v1_deprecated(catalog: ToolCatalog):
     ],
 )
 def test_catalog_rejects_bad_names_and_tiers(name: str, tier: str, message: str):
-    """A malformed name or an unknown tier is refused at registration."""
+    """A malformed name or an unknown tier is rejected at registration."""
     with pytest.raises(ValueError, match=message):
         ToolCatalog().add(name, title="t", tier=tier, description="d")
 
