@@ -1,8 +1,9 @@
-"""Who may do what: roles from token claims and the role x risk tier x environment matrix.
+"""Access control: roles from token claims and the role x risk tier x environment matrix.
 
-The matrix is the single source of authorisation decisions for MCP tools and admin routes. A
-role grants a tier in a set of device environments; a caller holding several roles gets the
-union. Profiles and config files override single cells through ``auth.matrix``.
+The matrix decides every MCP tool call and which tools a caller's ``tools/list`` shows. A role
+grants a tier in a set of device environments, and a caller holding several roles gets the
+union. Profiles and config files override single cells through ``auth.matrix``. Admin API
+routes name the roles they admit with ``api.deps.require_role``.
 """
 
 from __future__ import annotations
@@ -200,7 +201,7 @@ class ToolAccess:
                                    subject=f"device {device.name}")
 
     async def _devices_named_by(self, arguments: Mapping[str, Any]) -> list[Device]:
-        # Tools name devices by these argument conventions; a tool that takes a device some
+        # Tools name devices by these argument conventions. A tool that takes a device some
         # other way must call ``authorize_device`` itself once it has resolved the device.
         references: list[str] = []
         for key in ("device", "device_id"):

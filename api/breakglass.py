@@ -1,7 +1,7 @@
 """Break-glass accounts: local bearer tokens for when the identity provider is down.
 
-A token is shown once when the account is created and stored only as its SHA-256 hash; the
-tokens are 256 random bits, so a fast hash is enough (there is nothing to brute-force).
+A token is shown once when the account is created and stored only as its SHA-256 hash. The
+tokens are 256 random bits, so a fast hash is enough because there is nothing to brute-force.
 Every use is logged at WARNING and written to the audit trail by the authenticator.
 """
 

@@ -1,6 +1,6 @@
 """Bearer JWT validation against the configured OpenID Connect issuer.
 
-tikflow is an OAuth 2.0 resource server: it never sees passwords, it checks tokens the IdP
+tikflow is an OAuth 2.0 resource server: it never handles passwords, it checks tokens the IdP
 signed. The discovery document and the JWKS are fetched on first use and cached; a token
 signed with a key id the cache does not hold triggers one JWKS refetch, at most every
 ``auth.jwks_refresh_min_seconds``, so keys rotate without a restart and garbage tokens cannot

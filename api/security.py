@@ -1,4 +1,4 @@
-"""Who is calling: bearer tokens turned into principals.
+"""Bearer tokens turned into principals, the authenticated callers.
 
 Three kinds of bearer token are accepted, tried in this order:
 
@@ -68,7 +68,7 @@ class TokenAuthenticator:
             await self.oidc.close()
 
     async def authenticate(self, token: str) -> Principal | None:
-        """Return the caller for a valid token, or None; never says why a token failed."""
+        """Return the caller for a valid token, or None without revealing why a token failed."""
         if not token or len(token) > MAX_TOKEN_LENGTH:
             self._rejections.note("empty or oversized token")
             return None
@@ -112,7 +112,7 @@ class TokenAuthenticator:
                          method="break-glass")
 
     async def verify_token(self, token: str) -> AccessToken | None:
-        """Return the SDK's view of a valid token, or None (the SDK then answers 401)."""
+        """Return the SDK's view of a valid token, or None (the SDK then returns 401)."""
         principal = await self.authenticate(token)
         if principal is None:
             return None
@@ -137,7 +137,8 @@ def principal_from_access_token(token: AccessToken | None) -> Principal:
 
 
 class _RejectionLog:
-    """Log rejected tokens by reason, at most once per reason every few seconds, with a count."""
+    """Log rejected tokens by reason, at most once per reason every 10 s, with a count of the
+    rejections not logged in between."""
 
     def __init__(self) -> None:
         self._last: dict[str, float] = {}

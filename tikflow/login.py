@@ -29,7 +29,7 @@ DEFAULT_SCOPE = "openid profile email offline_access"
 
 
 class LoginError(Exception):
-    """A login or refresh failed; the message says what to do next."""
+    """A login or refresh failed; the message states what to do next."""
 
 
 @dataclass
@@ -160,14 +160,14 @@ class OAuthClient:
             try:
                 params = await asyncio.wait_for(callback.result, timeout)
             except TimeoutError:
-                raise LoginError(f"no answer from the browser within {timeout:.0f} s; run "
+                raise LoginError(f"no login callback from the browser within {timeout:.0f} s; run "
                                  "`tikflow login` again or use --device") from None
         finally:
             await callback.stop()
         if params.get("state") != state:
             raise LoginError("the login callback carried the wrong state; run `tikflow login` again")
         if "error" in params:
-            raise LoginError(f"the identity provider refused the login: {params['error']}")
+            raise LoginError(f"the identity provider rejected the login: {params['error']}")
         if "code" not in params:
             raise LoginError("the login callback carried no code; run `tikflow login` again")
         return await self._token_request({"grant_type": "authorization_code", "code": params["code"],
@@ -175,7 +175,7 @@ class OAuthClient:
 
     async def login_with_device_code(self, show: Callable[[str, str], None], *,
                                      sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> StoredToken:
-        """Run the device authorization grant; ``show(url, user_code)`` tells the user where to go."""
+        """Run the device authorization grant; ``show(url, user_code)`` shows the user where to go."""
         discovery = await self.discovery()
         endpoint = discovery.get("device_authorization_endpoint")
         if not endpoint:

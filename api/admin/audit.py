@@ -239,7 +239,7 @@ class AuditAdminRequests:
                 device_ids=[path_params[key] for key in ("device_id", "device") if key in path_params],
             )
         except Exception:
-            # The response is already sent; a lost audit row must be loud, not silent.
+            # The response has started, so it cannot fail any more; a lost audit row must be loud.
             log.exception("admin request audit failed", request_id=request_id, path=scope["path"])
 
 

@@ -81,7 +81,7 @@ async def test_oidc_login_rejects_wrong_state(idp: MockIdP) -> None:
 
 
 async def test_oidc_login_times_out(idp: MockIdP) -> None:
-    """Without a browser callback, the login gives up after the timeout and says what to do."""
+    """Without a browser callback, the login stops after the timeout and names the alternative."""
 
     async def ignore(url: str) -> None:
         return None
@@ -115,7 +115,7 @@ async def test_oidc_refresh_when_expiring(idp: MockIdP, tmp_path: Path) -> None:
 
 
 async def test_oidc_refresh_failure_says_login(idp: MockIdP, tmp_path: Path) -> None:
-    """A refresh token the provider no longer knows leads to 'run tikflow login'."""
+    """A refresh token the provider does not recognise leads to 'run tikflow login'."""
     token = StoredToken(issuer=idp.issuer, client_id=CLIENT_ID, token_endpoint="",
                         access_token="a", expires_at=time.time() - 10, refresh_token="unknown")
     path = save_token(token, tmp_path / "token.json")

@@ -65,7 +65,7 @@ def test_authz_check_message_names_fix() -> None:
 
 
 def test_authz_check_without_roles() -> None:
-    """A refusal for a caller without roles says so instead of listing an empty set."""
+    """A refusal for a caller without roles states that instead of listing an empty set."""
     matrix = AccessMatrix.from_settings(AuthSettings())
     with pytest.raises(AccessDenied, match="no tikflow role"):
         matrix.check([], "read", what="tool device.list.v1")
