@@ -10,13 +10,22 @@ ARG PYTHON_IMAGE=python:3.11-slim
 # ---- build: install tikflow and its dependencies into a virtual environment -----------------
 FROM ${PYTHON_IMAGE} AS build
 
-ENV PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/tikflow
 WORKDIR /src
+
+# Dependencies first, from pyproject.toml alone, so code changes reuse this layer.
+COPY pyproject.toml ./
+RUN --mount=type=cache,target=/root/.cache/pip \
+    python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' \
+      > /tmp/requirements.txt \
+    && /opt/tikflow/bin/pip install -r /tmp/requirements.txt
+
+# Then tikflow itself: a plain (non-editable) install, so the runtime stage needs nothing
+# from /src.
 COPY . .
-# A plain (non-editable) install, so the runtime stage needs nothing from /src.
-RUN /opt/tikflow/bin/pip install . \
+RUN --mount=type=cache,target=/root/.cache/pip \
+    /opt/tikflow/bin/pip install --no-deps . \
     && /opt/tikflow/bin/tikflow --help >/dev/null
 
 # ---- runtime: the virtual environment on a clean base, run as an unprivileged user ----------
