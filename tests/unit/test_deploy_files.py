@@ -587,10 +587,11 @@ def test_kubernetes_workloads_present():
 
 @pytest.mark.parametrize("name", ["tikflow-api", "tikflow-worker", "tikflow-migrate"])
 def test_kubernetes_pods_are_locked_down(name):
-    """Pods run as non-root with a read-only root filesystem and resource limits."""
+    """Pods meet the restricted Pod Security Standard, read-only and with resource limits."""
     pod = kubernetes_pod_specs()[name]
 
     assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     assert pod["automountServiceAccountToken"] is False
     for container in pod["containers"]:
         security = container["securityContext"]
