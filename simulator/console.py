@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from simulator import cli
+from simulator import cli, streaming
 from simulator import console_format as fmt
 from simulator import export as exporter
 from simulator import schema as schemas
@@ -169,6 +169,8 @@ class Console:
             return ConsoleOutput()
         if command.verb == "get":
             return ConsoleOutput(self._get(command, line_number) + "\n")
+        if f"{command.path}/{command.verb}" in streaming.STREAMING_HANDLERS:
+            return ConsoleOutput(self._stream(command, line_number))
         question = CONFIRMATIONS.get(f"{command.path}/{command.verb}")
         if question is not None:
             return ConsoleOutput(question=question, _confirmed=lambda: self._confirmed(command, line_number))
@@ -267,6 +269,26 @@ class Console:
             # RouterOS prints nothing for a known property that is not set.
             return ""
         return values[name]
+
+    def _stream(self, command: CliCommand, line_number: int) -> str:
+        """Run ``ping`` or ``monitor-traffic``; the first bare word is the address or interface.
+
+        NOTE: the console cannot stream, so without ``count``, ``once`` or ``duration`` it
+        prints one round where RouterOS would go on until Ctrl-C.
+        """
+        api_command = f"{command.path}/{command.verb}"
+        attributes = self._attributes(command)
+        target = "address" if api_command in streaming.PING_COMMANDS else "interface"
+        bare = [word for word in command.arguments if word.value is None and word.name not in ("once",)]
+        if bare and target not in attributes:
+            attributes.pop(bare[0].name, None)
+            attributes[target] = bare[0].name
+        result = streaming.execute_streaming(self.session, api_command, attributes)
+        if result.traps:
+            raise self._console_error(command, api_command, result.traps, line_number)
+        if target == "address":
+            return fmt.ping_lines(result.rows)
+        return "".join(fmt.singleton(command.path, row) for row in result.rows)
 
     # -- changes ------------------------------------------------------------------
 
@@ -421,7 +443,8 @@ class Console:
     def _is_command(self, path: str, word: str) -> bool:
         from simulator import commands
 
-        return f"{path}/{word}" in commands.SPECIAL_COMMANDS
+        full = f"{path}/{word}"
+        return full in commands.SPECIAL_COMMANDS or full in streaming.STREAMING_HANDLERS
 
     def _is_singleton(self, path: str, rows: list[Mapping[str, str]]) -> bool:
         table = self.session.state.table(path)

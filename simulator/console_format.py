@@ -63,6 +63,23 @@ def singleton(path: str, row: Mapping[str, str]) -> str:
     return "".join(f"{name.rjust(width)}: {value}\n" for name, value in values.items())
 
 
+def ping_lines(rows: Iterable[Mapping[str, str]]) -> str:
+    """Format ping results as the console's SEQ/HOST table with a summary line."""
+    rows = list(rows)
+    lines = ["  SEQ HOST                                     SIZE TTL TIME       STATUS\n"]
+    for row in rows:
+        size, ttl, time = row.get("size", ""), row.get("ttl", ""), row.get("time", "")
+        status = row.get("status", "")
+        lines.append(f"{row['seq']:>5} {row['host']:<40} {size:>4} {ttl:>3} {time:<10} {status}".rstrip() + "\n")
+    if rows:
+        last = rows[-1]
+        summary = f"sent={last['sent']} received={last['received']} packet-loss={last['packet-loss']}%"
+        if "avg-rtt" in last:
+            summary += f" min-rtt={last['min-rtt']} avg-rtt={last['avg-rtt']} max-rtt={last['max-rtt']}"
+        lines.append(f"    {summary}\n")
+    return "".join(lines)
+
+
 def terse(path: str, rows: Iterable[Mapping[str, str]], *, show_ids: bool = False) -> str:
     """Format items one per line: number (or ``.id``), flags, then every ``name=value``."""
     lines = []

@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote
 
-from simulator import rest_json
+from simulator import rest_json, streaming
 from simulator import schema as schemas
 from simulator.console import Console
 from simulator.executor import Result, Session, execute
@@ -251,8 +251,11 @@ class RestServer:
                 attributes[name] = rest_json.attribute_text(name, value)
         if path == "/execute":
             return self._execute_script(session, attributes)
-        if _is_streaming(path) and not _ends_by_itself(attributes):
-            return await self._hold_until_timeout()
+        if _is_streaming(path):
+            if not streaming.runs_bounded(path, attributes):
+                return await self._hold_until_timeout()
+            if path in streaming.STREAMING_HANDLERS:
+                return await self._bounded_stream(session, path, attributes)
         result = self._run(session, path, attributes, queries)
         if result.traps:
             return self._trap(result)
@@ -277,6 +280,22 @@ class RestServer:
         # text as the output.
         output = run.error if run.error is not None else run.output.replace("\n", "\r\n")
         return self._json({"ret": output})
+
+    async def _bounded_stream(self, session: Session, path: str, attributes: dict[str, str]) -> HttpResponse:
+        """Run ``once``/``duration``/``count`` streaming commands, taking the duration's time."""
+        seconds = 0.0
+        if "duration" in attributes:
+            try:
+                seconds = streaming.parse_duration(attributes["duration"])
+            except ValueError as error:
+                return self._error(400, str(error))
+        if seconds >= self._options.session_timeout:
+            return await self._hold_until_timeout()
+        await asyncio.sleep(seconds)
+        result = streaming.execute_streaming(session, path, attributes)
+        if result.traps:
+            return self._trap(result)
+        return self._json(result.rows)
 
     async def _hold_until_timeout(self) -> HttpResponse:
         await asyncio.sleep(self._options.session_timeout)
@@ -374,16 +393,6 @@ def _split_item(path: str) -> tuple[str, str]:
 
 def _is_streaming(path: str) -> bool:
     return path in STREAMING_PATHS or path.rsplit("/", 1)[-1] in STREAMING_COMMANDS
-
-
-def _ends_by_itself(attributes: Mapping[str, str]) -> bool:
-    """Return whether a streaming command was given ``once`` or ``duration``.
-
-    Any value turns ``once`` on except ``false``/``no``: RouterOS 7.22 was seen to keep
-    streaming with ``once="false"``.
-    """
-    once = attributes.get("once")
-    return "duration" in attributes or (once is not None and once not in ("false", "no"))
 
 
 def _webfig(path: str) -> HttpResponse:

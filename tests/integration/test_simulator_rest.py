@@ -542,3 +542,25 @@ async def test_rest_execute_multiline_script(client: httpx.AsyncClient) -> None:
     assert response.json() == {"ret": "done\r\n"}
     assert [entry["address"] for entry in entries] == ["192.0.2.20", "192.0.2.21"]
     assert entries[0]["comment"] == "first entry"
+
+
+async def test_rest_bounded_streaming_commands(client: httpx.AsyncClient) -> None:
+    """``once``, ``duration`` and ping ``count`` end streaming commands with their rows."""
+    once = await client.post("/interface/monitor-traffic", json={"interface": "ether1", "once": ""})
+    timed = await client.post("/interface/monitor-traffic", json={"interface": "ether1,ether2", "duration": "1s"})
+    reachable = await client.post("/ping", json={"address": "192.0.2.9", "count": "3"})
+    unreachable = await client.post("/ping", json={"address": "203.0.113.99", "count": 2})
+    unknown = await client.post("/interface/monitor-traffic", json={"interface": "ether9", "once": ""})
+
+    assert once.status_code == 200
+    assert len(once.json()) == 1
+    assert once.json()[0]["name"] == "ether1"
+    assert once.json()[0]["rx-bits-per-second"] == "0"
+    assert ".section" not in once.json()[0]
+    assert [(row["name"], row[".section"]) for row in timed.json()] == [("ether1", "0"), ("ether2", "0")]
+    assert [row["seq"] for row in reachable.json()] == ["0", "1", "2"]
+    assert reachable.json()[-1]["packet-loss"] == "0"
+    assert [row["status"] for row in unreachable.json()] == ["timeout", "timeout"]
+    assert unreachable.json()[-1]["packet-loss"] == "100"
+    assert unknown.status_code == 400
+    assert unknown.json()["detail"] == "input does not match any value of interface"

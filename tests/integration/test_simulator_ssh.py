@@ -717,3 +717,17 @@ async def test_ssh_export_where_filters_menu(ssh: SshServer) -> None:
     assert "address=192.0.2.30" in filtered
     assert "192.0.2.31" not in filtered
     assert at_root == "expected end of command (line 1 column 9)\n"
+
+
+async def test_ssh_ping_and_monitor_traffic(ssh: SshServer) -> None:
+    """The console pings with a count and shows one round of traffic counters."""
+    pinged = await text(ssh, "/ping 192.0.2.20 count=2")
+    lost = await text(ssh, "/tool ping address=203.0.113.1 count=1")
+    monitored = await text(ssh, "/interface monitor-traffic ether2 once")
+
+    assert pinged.splitlines()[0].split() == ["SEQ", "HOST", "SIZE", "TTL", "TIME", "STATUS"]
+    assert pinged.splitlines()[-1].strip().startswith("sent=2 received=2 packet-loss=0%")
+    assert "timeout" in lost
+    assert "packet-loss=100%" in lost
+    assert re.search(r"^ +name: ether2$", monitored, re.MULTILINE)
+    assert re.search(r"^ +tx-bits-per-second: 0$", monitored, re.MULTILINE)
