@@ -15,6 +15,8 @@ import socket
 
 logger = logging.getLogger(__name__)
 
+_WARN_EVERY_FAILURES = 100
+
 
 def notify(state: str) -> bool:
     """Send one state string such as ``READY=1`` or ``WATCHDOG=1`` to systemd.
@@ -24,24 +26,31 @@ def notify(state: str) -> bool:
         A failed send is logged, not raised, because a missed notification must not stop the
         service.
     """
-    address = os.environ.get("NOTIFY_SOCKET")
-    if not address:
+    if not os.environ.get("NOTIFY_SOCKET"):
         return False
+    error = _send(state)
+    if error is not None:
+        logger.warning("systemd notification %r failed: %s", state, error)
+        return False
+    return True
+
+
+def _send(state: str) -> str | None:
+    """Send ``state`` to ``NOTIFY_SOCKET``; return None on success or the reason it failed."""
+    address = os.environ.get("NOTIFY_SOCKET", "")
     if address.startswith("@"):
         # A leading "@" names a socket in the Linux abstract namespace.
         address = "\0" + address[1:]
     elif not address.startswith("/"):
-        logger.warning("NOTIFY_SOCKET is not a unix socket path, so %r was not sent", state)
-        return False
+        return "NOTIFY_SOCKET is not a unix socket path"
 
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
             sock.connect(address)
             sock.sendall(state.encode())
     except OSError as exc:
-        logger.warning("systemd notification %r failed: %s", state, exc.strerror or exc)
-        return False
-    return True
+        return exc.strerror or str(exc)
+    return None
 
 
 def watchdog_interval() -> float | None:
@@ -76,6 +85,14 @@ async def run_watchdog() -> None:
     timeout = watchdog_interval()
     if timeout is None:
         return
+    failures = 0
     while True:
-        notify("WATCHDOG=1")
+        error = _send("WATCHDOG=1")
+        if error is None:
+            failures = 0
+        else:
+            failures += 1
+            # A socket that stays unusable is reported once, then every 100th failed ping.
+            if failures % _WARN_EVERY_FAILURES == 1:
+                logger.warning("systemd watchdog ping failed %d time(s): %s", failures, error)
         await asyncio.sleep(timeout / 2)

@@ -116,3 +116,30 @@ async def test_run_watchdog_returns_without_watchdog(monkeypatch):
     monkeypatch.delenv("WATCHDOG_USEC", raising=False)
 
     await asyncio.wait_for(sdnotify.run_watchdog(), timeout=5)
+
+
+async def test_run_watchdog_warns_once_for_dead_socket(tmp_path, monkeypatch, caplog):
+    """A watchdog socket that stays unusable is logged once, not on every ping."""
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "gone.sock"))
+    monkeypatch.setenv("WATCHDOG_USEC", "2000")
+    monkeypatch.delenv("WATCHDOG_PID", raising=False)
+    pings = 0
+    real_send = sdnotify._send
+
+    def counting_send(state: str) -> str | None:
+        nonlocal pings
+        pings += 1
+        if pings == 5:
+            task.cancel()
+        return real_send(state)
+
+    monkeypatch.setattr(sdnotify, "_send", counting_send)
+    with caplog.at_level("WARNING", logger="tikflow.sdnotify"):
+        task = asyncio.create_task(sdnotify.run_watchdog())
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, timeout=5)
+
+    warnings = [record for record in caplog.records if "watchdog ping failed" in record.message]
+    assert pings == 5
+    assert len(warnings) == 1
+    assert "failed 1 time(s)" in warnings[0].getMessage()
