@@ -3,7 +3,7 @@
 # session that lists the tools.
 #
 # Usage: deploy/ci/smoke.sh BASE_URL EXPECTED_VERSION
-# SMOKE_TOKEN (optional) is a bearer token accepted by the deployment; without it the MCP step
+# SMOKE_TOKEN (optional) is a bearer token accepted by the deployment. Without it, the MCP step
 # only checks that unauthenticated calls are rejected with 401.
 set -euo pipefail
 
