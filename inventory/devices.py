@@ -92,6 +92,16 @@ class Inventory:
             session.add(Credential(device_id=device_id, username=username, secret_ciphertext=ciphertext,
                                    key_id=key_id, generation=generation, active=True))
 
+    async def login_username(self, device_id: str) -> str | None:
+        """Return the username of the device's active credential, without decrypting anything."""
+        async with self.db.session() as session:
+            return await session.scalar(
+                select(Credential.username)
+                .where(Credential.device_id == device_id, Credential.active.is_(True))
+                .order_by(Credential.generation.desc())
+                .limit(1)
+            )
+
     async def target(self, device: Device, settings: Settings) -> DeviceTarget:
         """Build a connection target with the device's active credential, decrypted."""
         async with self.db.session() as session:
@@ -110,7 +120,8 @@ class Inventory:
             username=credential.username,
             password=self.keys.decrypt(credential.secret_ciphertext, credential.key_id),
             tls_fingerprint=device.tls_fingerprint,
-            tls_verify=device.tls_fingerprint is not None,
+            # Without a pinned fingerprint the system CAs verify, unless the device opts out.
+            tls_verify=bool(device.capabilities.get("tls_verify", True)),
             rest_tls=bool(device.capabilities.get("rest_tls", True)),
             encoding=device.capabilities.get("encoding", "utf-8"),
             connect_timeout=settings.routeros.connect_timeout,

@@ -13,7 +13,7 @@ from planning.model import (
     ResolvedPlan,
     ResolvedTarget,
 )
-from planning.risk import assess
+from planning.risk import ManagementPath, assess, on_network
 from planning.state import fingerprint, matches, render_diff
 from planning.validation import (
     SINGLETON_PATHS,
@@ -33,6 +33,9 @@ class PlanDevice:
     name: str
     environment: str
     address: str
+    port: int | None = None
+    transport: str | None = None
+    username: str | None = None
 
 
 DeviceLookup = Callable[[str], Awaitable[PlanDevice]]
@@ -80,13 +83,15 @@ async def build_plan(
 
     _reject_overlaps(changes)
     diff = [_device_diff(device, changes) for device in devices.values()]
+    # Read before the fingerprints are taken, so an address read for this is fingerprinted too.
+    management = {d.id: await _management_path(d, changes, table) for d in devices.values()}
     fingerprints = {
         device_id: {path: fingerprint(rows) for (d, path), rows in sorted(tables.items()) if d == device_id}
         for device_id in devices
     }
     risk = assess(
         changes,
-        management={d.id: d.address for d in devices.values()},
+        management=management,
         environments={d.id: d.environment for d in devices.values()},
     )
     return ResolvedPlan(
@@ -96,6 +101,23 @@ async def build_plan(
         risk=risk,
         fingerprints=fingerprints,
     )
+
+
+async def _management_path(device: PlanDevice, changes: list[ResolvedChange],
+                           table: Callable[[PlanDevice, str], Awaitable[list[dict[str, str]]]]) -> ManagementPath:
+    """Describe how tikflow reaches ``device``, naming the interface only when a change needs it.
+
+    The interface carrying the management address is looked up in /ip/address only for plans
+    that touch interface menus, so other plans read no extra table.
+    """
+    interface = None
+    if any(c.device_id == device.id and c.path.startswith("/interface") for c in changes):
+        for row in await table(device, "/ip/address"):
+            if on_network(row.get("address", ""), device.address):
+                interface = row.get("interface")
+                break
+    return ManagementPath(address=device.address, port=device.port, transport=device.transport,
+                          username=device.username, interface=interface)
 
 
 def _resolve(seq: int, device: PlanDevice, path: str, request: ChangeRequest,
