@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import socket
 import stat
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from mcp import Client, StdioServerParameters, stdio_client
 from sqlalchemy import select
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from storage.models import AuditEvent
 from tests.support.oidc import CLIENT_ID, CLIENT_SECRET, MockIdP, RunningApi, running_api
@@ -187,8 +196,6 @@ async def test_oidc_mcp_stdio_bridge(idp: MockIdP, api: RunningApi, tmp_path: Pa
 
 def test_oidc_mcp_stdio_without_login(tmp_path: Path) -> None:
     """Without a token file, mcp-stdio exits at once with a message saying to log in."""
-    import subprocess
-
     env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path),
            "XDG_CONFIG_HOME": str(tmp_path / "config"), "TIKFLOW_ENV": "lab"}
     tikflow = str(Path(sys.executable).with_name("tikflow"))
@@ -197,3 +204,88 @@ def test_oidc_mcp_stdio_without_login(tmp_path: Path) -> None:
     assert finished.returncode == 2
     assert "run `tikflow login` first" in finished.stderr
     assert finished.stdout == ""
+
+
+class DeviceGrantProvider:
+    """A minimal device-grant authorization server whose token endpoint replies from a list."""
+
+    def __init__(self, token_replies: list[tuple[int, dict[str, Any]]]) -> None:
+        self.replies = list(token_replies)
+        self.token_requests: list[dict[str, str]] = []
+        self.url = ""
+
+        async def discovery(request: Request) -> JSONResponse:
+            return JSONResponse({"issuer": self.url, "token_endpoint": f"{self.url}/token",
+                                 "device_authorization_endpoint": f"{self.url}/device",
+                                 "authorization_endpoint": f"{self.url}/authorize"})
+
+        async def device(request: Request) -> JSONResponse:
+            return JSONResponse({"device_code": "dev-code-1", "user_code": "ABCD-EFGH",
+                                 "verification_uri": f"{self.url}/activate", "interval": 1,
+                                 "expires_in": 600})
+
+        async def token(request: Request) -> JSONResponse:
+            self.token_requests.append(dict(await request.form()))
+            status, body = self.replies.pop(0)
+            return JSONResponse(body, status_code=status)
+
+        self.app = Starlette(routes=[Route("/.well-known/openid-configuration", discovery),
+                                     Route("/device", device, methods=["POST"]),
+                                     Route("/token", token, methods=["POST"])])
+
+
+@asynccontextmanager
+async def serve_device_provider(provider: DeviceGrantProvider) -> AsyncIterator[None]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    provider.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server = uvicorn.Server(uvicorn.Config(provider.app, log_level="warning", lifespan="off"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        async with asyncio.timeout(20):
+            while not server.started:
+                await asyncio.sleep(0.02)
+        yield
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, timeout=20)
+        sock.close()
+
+
+async def test_oidc_login_device_grant() -> None:
+    """The device grant polls through pending and slow_down, slowing by 5 s, until tokens come."""
+    provider = DeviceGrantProvider([
+        (400, {"error": "authorization_pending"}),
+        (400, {"error": "slow_down"}),
+        (200, {"access_token": "h.p.s", "expires_in": 300, "refresh_token": "r1",
+               "token_type": "Bearer"}),
+    ])
+    shown: list[tuple[str, str]] = []
+    sleeps: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+
+    async with serve_device_provider(provider):
+        client = OAuthClient(provider.url, "tikflow-cli")
+        token = await client.login_with_device_code(lambda url, code: shown.append((url, code)),
+                                                    sleep=sleep)
+    assert shown == [(f"{provider.url}/activate", "ABCD-EFGH")]
+    assert sleeps == [1.0, 1.0, 6.0]
+    assert token.bearer == "h.p.s"
+    assert token.refresh_token == "r1"
+    assert all(r["grant_type"] == "urn:ietf:params:oauth:grant-type:device_code" for r in provider.token_requests)
+    assert all(r["device_code"] == "dev-code-1" for r in provider.token_requests)
+
+
+async def test_oidc_login_device_grant_denied() -> None:
+    """A user who denies the device login gets an error naming the reason."""
+    provider = DeviceGrantProvider([(400, {"error": "access_denied"})])
+
+    async def sleep(seconds: float) -> None:
+        return None
+
+    async with serve_device_provider(provider):
+        with pytest.raises(LoginError, match="access_denied"):
+            await OAuthClient(provider.url, "tikflow-cli").login_with_device_code(
+                lambda url, code: None, sleep=sleep)
