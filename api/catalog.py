@@ -4,7 +4,7 @@ Tool names end in ``.vN``. An incompatible change ships as a new version beside 
 and the old one is marked deprecated here: its description then starts with "Deprecated: use
 <replacement>", its MCP ``meta`` carries the status and replacement, and every call logs a
 warning. A deprecated tool may only be removed in the major version named by its
-``Deprecation``; a unit test holds that promise.
+``Deprecation``, and a unit test checks that promise.
 
 ``ToolRunner.tool`` fills a ``ToolCatalog`` as tools are registered, so the catalog lists
 exactly what the server serves. ``registered_catalog`` runs that registration without a

@@ -1,6 +1,6 @@
 """Read tools that page with an opaque cursor instead of a limit.
 
-A page holds the items whose ``.id`` number is greater than the last one of the previous
+A page contains the items whose ``.id`` number is greater than the last one of the previous
 page, in ``.id`` order. RouterOS hands out increasing ids on a device, so items added while
 a caller pages appear on a later page and removed items never shift the rest: each item that
 exists for the whole walk is returned exactly once.

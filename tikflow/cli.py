@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from tikflow import simulate_cmd
-from tikflow.commands import auth, config, core, devices, plans, version_cmds
+from tikflow.commands import auth, config, core, devices, plans, tools, version_cmds
 
 app = typer.Typer(
     name="tikflow",
@@ -21,6 +21,7 @@ app.add_typer(plans.plans_app, name="plans")
 app.add_typer(plans.incident_app, name="incident")
 version_cmds.register(app)
 auth.register(app)
+tools.register(app)
 
 
 def main() -> None:
