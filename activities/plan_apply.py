@@ -308,7 +308,7 @@ class PlanApplyActivities:
             await client.add("/system/scheduler", {
                 "name": name,
                 "interval": f"{request.seconds}s",
-                "on-event": f'/system scheduler remove [find name="{name}"]; '
+                "on-event": f'/system scheduler remove [find name="{name}"]\n'
                             f'/system backup load name="{name}.backup" password=""',
                 "policy": "read,write,policy,test,sensitive",
                 "comment": f"tikflow dead-man switch for plan {request.plan_id}",

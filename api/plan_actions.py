@@ -76,6 +76,8 @@ class RolloutOptions(BaseModel):
     )
     allow_without_dead_man: bool = Field(
         False, description="Accept a high-risk change on a device that cannot run scheduler jobs")
+    dead_man_seconds: int | None = Field(
+        None, ge=10, le=3600, description="Seconds before the device-side restore job fires")
 
 
 async def create_plan(services: Services, principal: Principal, description: str,
@@ -95,6 +97,7 @@ async def create_plan(services: Services, principal: Principal, description: str
         "on_failure": options.on_failure,
         "health_checks": options.health_checks,
         "allow_without_dead_man": options.allow_without_dead_man,
+        "dead_man_seconds": options.dead_man_seconds or defaults.dead_man_seconds,
     }
     stored = await save_plan(services.db, plan, author=principal.subject, approval_mode=mode,
                              rollout=stored_rollout)

@@ -120,7 +120,8 @@ class Inventory:
             username=credential.username,
             password=self.keys.decrypt(credential.secret_ciphertext, credential.key_id),
             tls_fingerprint=device.tls_fingerprint,
-            tls_verify=device.tls_fingerprint is not None,
+            # Without a pinned fingerprint the system CAs verify, unless the device opts out.
+            tls_verify=bool(device.capabilities.get("tls_verify", True)),
             rest_tls=bool(device.capabilities.get("rest_tls", True)),
             encoding=device.capabilities.get("encoding", "utf-8"),
             connect_timeout=settings.routeros.connect_timeout,

@@ -11,6 +11,7 @@ a real network.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import contextlib
 import hashlib
 import logging
@@ -166,7 +167,29 @@ class ApiServer:
         for connection in list(self._connections):
             connection.abort()
 
+    def _service_admits(self, peer: str | None) -> bool:
+        """Apply ``/ip/service``: a disabled service or an ``address`` list without the peer drops it."""
+        table = self.state.table("/ip/service")
+        service = table.find("api-ssl" if self._tls else "api") if table is not None else None
+        if service is None:
+            return True
+        if service.get("disabled") in ("true", "yes"):
+            return False
+        allowed = [a for a in (service.get("address") or "").split(",") if a]
+        if not allowed or peer is None:
+            return True
+        try:
+            address = ipaddress.ip_address(peer)
+            return any(address in ipaddress.ip_network(a, strict=False) for a in allowed)
+        except ValueError:
+            return True
+
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        if not self._service_admits(peer[0] if peer else None):
+            # RouterOS stops serving a disabled service and drops peers outside its address list.
+            writer.close()
+            return
         sock = writer.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):

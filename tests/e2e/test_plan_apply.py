@@ -51,6 +51,9 @@ async def stack(request, simulators, temporal_server, tmp_path_factory) -> Async
     inventory = Inventory(db, load_key_ring(running.settings))
     try:
         for name, (_export, process) in simulators.items():
+            # The other database's run changed these routers; start from the export again.
+            process.reset("r1")
+            await process.open_api_service("r1")
             endpoint = process.endpoints[0]
             host, _, port = endpoint["api"].rpartition(":")
             await enrol_device(inventory, running.settings, name=name, address=host, port=int(port),

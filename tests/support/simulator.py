@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncssh
 import httpx
 
 from tikflow.devstack import Supervisor, read_simulator_endpoints, venv_binary
@@ -49,6 +50,24 @@ class SimulatorProcess:
 
     def clear_faults(self, name: str) -> None:
         httpx.delete(f"{self.control_url}/devices/{name}/faults", timeout=10).raise_for_status()
+
+    async def open_api_service(self, name: str) -> None:
+        """Enable the API service for every address, as an operator does before onboarding.
+
+        Real exports often disable ``api`` or limit it to a management network, and the
+        simulator enforces that, so tests open it over SSH as the admin user.
+        """
+        endpoint = self.endpoint(name)
+        host, _, port = endpoint["ssh"].rpartition(":")
+        async with asyncssh.connect(host, port=int(port), username=endpoint["username"],
+                                    password=endpoint["password"], known_hosts=None) as ssh:
+            result = await ssh.run('/ip service set api disabled=no address=""', check=True)
+            assert not result.stdout.strip(), result.stdout
+
+    def reset(self, name: str) -> None:
+        """Restart a device with the configuration it started with."""
+        httpx.post(f"{self.control_url}/devices/{name}/restart", json={"keep_state": False},
+                   timeout=30).raise_for_status()
 
     def stop(self) -> None:
         self.supervisor.stop()
