@@ -67,13 +67,16 @@ def check_network(name: str, value: str) -> str:
 
 def check_gateway(value: str) -> str:
     """Check a route gateway: an IPv4 address, or ``address%interface``; interfaces are checked later."""
-    address = value.split("%", 1)[0]
+    address, sep, interface = value.partition("%")
+    problem = (f"gateway {value!r} is not an IPv4 address or interface name; write it like "
+               "192.0.2.254, ether1 or 192.0.2.254%ether1")
     try:
         ipaddress.IPv4Address(address)
     except ValueError:
-        if "%" in value or not _NAME.match(value) or " " in value:
-            raise PlanValidationError(f"gateway {value!r} is not an IPv4 address or interface name; "
-                                      "write it like 192.0.2.254 or ether1") from None
+        if sep or not _NAME.match(value) or " " in value:
+            raise PlanValidationError(problem) from None
+    if sep and not interface.strip():
+        raise PlanValidationError(problem)
     return value
 
 

@@ -106,7 +106,7 @@ def test_risk_input_rule_on_management_port_is_named():
     assert "changes a firewall input rule that matches port 8728, which tikflow connects to" in risk.reasons
 
 
-def test_risk_input_rule_on_other_port_has_generic_reason():
+def test_risk_input_rule_other_port():
     """An input rule for another port keeps the generic input reason without the port."""
     risk = assess([added("/ip/firewall/filter", {"chain": "input", "action": "drop",
                                                   "protocol": "tcp", "dst-port": "22"})],
