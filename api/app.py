@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
@@ -20,6 +21,7 @@ from api.health import router as health_router
 from api.mcp_tools import register_tools
 from api.security import TokenAuthenticator
 from api.services import Services
+from tikflow import sdnotify
 from tikflow.settings import Settings
 from tikflow.version import __version__
 

@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from api.plan_actions import incident_status
-from storage.migrate import current_heads
+from storage.migrate import migration_check
 from tikflow.version import __version__
 
 router = APIRouter(tags=["health"])
@@ -30,9 +30,8 @@ async def readyz(request: Request) -> JSONResponse:
     try:
         async with services.db.session() as session:
             revision = await session.scalar(text("SELECT version_num FROM alembic_version"))
-        heads = current_heads()
         checks["database"] = "ok"
-        checks["migrations"] = "ok" if revision in heads else f"at {revision}, expected {sorted(heads)}"
+        checks["migrations"] = migration_check(revision)
     except Exception as err:  # noqa: BLE001 - readiness reports any failure as not ready
         checks["database"] = f"unavailable: {type(err).__name__}"
     try:

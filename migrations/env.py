@@ -8,9 +8,9 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from storage.db import create_engine
-from storage.models import Base
+from storage.migrate import load_all_models
 
-target_metadata = Base.metadata
+target_metadata = load_all_models()
 
 
 def _url() -> str:

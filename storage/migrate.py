@@ -12,6 +12,21 @@ from alembic.config import Config
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 
+# Modules outside storage.models that declare tables on the shared metadata.
+MODEL_MODULES = ("storage.models", "api.ratelimit", "api.breakglass")
+
+
+def load_all_models():
+    """Import every module that declares tables; return the shared metadata."""
+    import importlib
+
+    for name in MODEL_MODULES:
+        importlib.import_module(name)
+    from storage.models import Base
+
+    return Base.metadata
+
+
 def alembic_config(url: str) -> Config:
     config = Config(str(MIGRATIONS_DIR / "alembic.ini"))
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
@@ -43,3 +58,21 @@ def current_heads() -> set[str]:
     from alembic.script import ScriptDirectory
 
     return set(ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads())
+
+
+def migration_check(revision: str | None) -> str:
+    """Return "ok" unless the database is behind this code's migrations.
+
+    A database ahead of the code (a newer release migrated it, additive changes only) stays
+    ready, so an older release can still serve during a rolling update or a rollback.
+    """
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    heads = set(script.get_heads())
+    if revision in heads:
+        return "ok"
+    known = {rev.revision for rev in script.walk_revisions()}
+    if revision is None or revision in known:
+        return f"database at {revision}, behind {sorted(heads)}; run `tikflow migrate upgrade`"
+    return "ok"

@@ -137,7 +137,7 @@ class AuditEvent(Base):
     result: Mapped[str] = mapped_column(String(32))
     detail: Mapped[str | None] = mapped_column(Text, default=None)
     duration_ms: Mapped[int | None] = mapped_column(Integer, default=None)
-    request_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    request_id: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
     workflow_id: Mapped[str | None] = mapped_column(String(160), default=None)
 
 

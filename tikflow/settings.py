@@ -360,7 +360,7 @@ def load_config_file(path: Path) -> dict[str, Any]:
         if _get_nested(data, keys) is not None:
             raise ValueError(
                 f"config file {path} contains the secret {'.'.join(keys)}; move it to "
-                f"{ENV_PREFIX}{name.upper()} or {ENV_PREFIX}{name.upper()}_FILE"
+                f"{ENV_PREFIX}{'__'.join(keys).upper()} or {ENV_PREFIX}{name.upper()}_FILE"
             )
     return data
 

@@ -11,6 +11,7 @@ from activities.devices import DeviceLifecycleActivities, activities_of
 from activities.plan_apply import PlanApplyActivities
 from inventory.devices import DeviceSessions, Inventory, load_key_ring
 from storage.db import Database
+from tikflow import sdnotify
 from tikflow.settings import Settings
 from tikflow.temporal import connect_temporal, ensure_search_attributes
 from workflows.device_lifecycle import WORKFLOWS as LIFECYCLE_WORKFLOWS
@@ -57,7 +58,13 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
              temporal=settings.temporal.address)
     try:
         async with worker:
-            await (stop.wait() if stop else asyncio.Event().wait())
+            sdnotify.notify("READY=1")
+            watchdog = asyncio.create_task(sdnotify.run_watchdog())
+            try:
+                await (stop.wait() if stop else asyncio.Event().wait())
+            finally:
+                sdnotify.notify("STOPPING=1")
+                watchdog.cancel()
     finally:
         await sessions.close()
         await db.dispose()
