@@ -3,15 +3,56 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 
+from api.catalog import ToolEntry, registered_catalog
 from api.console.csrf import require_csrf
 from api.console.web import AdminApiDep, UserDep, flash, render, root
+from storage.incident import TOOL_PREFIX
 
 router = APIRouter(prefix="/incident")
+
+
+@dataclass(frozen=True)
+class ToolRow:
+    """One MCP tool on the incident page with its switch state."""
+
+    name: str
+    title: str
+    tier: str
+    disabled: bool
+    by_configuration: bool
+    changed_by: str | None
+    changed_at: str | None
+    reason: str | None
+
+
+@cache
+def _catalog() -> list[ToolEntry]:
+    return registered_catalog().entries()
+
+
+def tool_rows(incident: dict[str, Any]) -> list[ToolRow]:
+    """Return every registered tool with its switch, plus switched tools no longer registered."""
+    switches = {s["key"].removeprefix(TOOL_PREFIX): s for s in incident.get("tool_switches", [])}
+    disabled = set(incident.get("disabled_tools", []))
+    configured = set(incident.get("disabled_by_configuration", []))
+    known = {entry.name: (entry.title, entry.tier) for entry in _catalog()}
+    rows = []
+    for name in sorted(known.keys() | switches.keys() | disabled):
+        title, tier = known.get(name, ("not registered", "–"))
+        switch = switches.get(name, {})
+        rows.append(ToolRow(name=name, title=title, tier=tier, disabled=name in disabled,
+                            by_configuration=name in configured,
+                            changed_by=switch.get("changed_by"), changed_at=switch.get("changed_at"),
+                            reason=switch.get("reason")))
+    return rows
 
 
 @router.get("")
@@ -22,7 +63,8 @@ async def incident_page(request: Request, user: UserDep, api: AdminApiDep) -> Re
         raise HTTPException(result.status, detail=result.error_text())
     history = await api.get(user, "/audit", action="api:POST /api/v1/incident*", limit=20)
     return render(request, "incident.html", {
-        "incident": result.body,
+        "incident": result.body, "pause": result.body.get("pause") or {},
+        "tools": tool_rows(result.body),
         "history": history.body.get("items", []) if history.ok else [],
         "history_error": None if history.ok else history.error_text(),
     })

@@ -6,6 +6,7 @@ decides who may do what, and the page only hides buttons the user's roles can ne
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from urllib.parse import quote
 
@@ -20,14 +21,19 @@ router = APIRouter(prefix="/plans")
 STATUSES = ("planned", "awaiting_approval", "approved", "applying", "paused", "applied",
             "rolling_back", "rolled_back", "failed", "aborted", "needs_operator")
 RISKS = ("low", "medium", "high", "critical")
-# Roles that can ever use each action; the API still checks plan hash, environment and state.
+# Roles the plan routes of the admin API accept for each action; the API still checks the
+# plan hash, the four-eyes rule, the environment and the plan's state.
 ACTION_ROLES = {
-    "apply": {"operator", "approver", "admin"},
+    "apply": {"operator", "admin"},
     "approve": {"approver", "admin"},
-    "pause": {"operator", "approver", "admin"},
-    "resume": {"operator", "approver", "admin"},
-    "abort": {"operator", "approver", "admin"},
+    "pause": {"operator", "admin"},
+    "resume": {"operator", "admin"},
+    "abort": {"operator", "admin"},
 }
+CREATE_ROLES = {"operator", "admin"}
+CHANGES_EXAMPLE = json.dumps([{"device": "core-1", "path": "/ip/address", "action": "add",
+                               "values": {"address": "192.0.2.1/24", "interface": "bridge-lan"}}],
+                             indent=2)
 ACTION_DONE = {"apply": "Apply started.", "approve": "Approved.", "pause": "Rollout paused.",
                "resume": "Rollout resumed.", "abort": "Abort requested."}
 LIST_LIMIT = 200
@@ -49,7 +55,51 @@ async def plans_page(request: Request, user: UserDep, api: AdminApiDep, status: 
                  or needle in p["author"].casefold() or needle in p["id"]]
     return render(request, "plans.html", {
         "plans": plans, "filters": {"status": status or "", "risk": risk or "", "q": q or ""},
-        "statuses": STATUSES, "risks": RISKS, "limit": LIST_LIMIT})
+        "statuses": STATUSES, "risks": RISKS, "limit": LIST_LIMIT,
+        "can_create": bool(CREATE_ROLES & user.roles)})
+
+
+@router.get("/new")
+async def new_plan_page(request: Request, user: UserDep) -> Response:
+    """Show the form that creates a plan from a list of changes."""
+    return render(request, "plan_new.html", {
+        "form": {"changes": CHANGES_EXAMPLE, "on_failure": "rollback_batch"}, "error": None})
+
+
+@router.post("/new", dependencies=[Depends(require_csrf)])
+async def create_plan(request: Request, user: UserDep, api: AdminApiDep) -> Response:
+    """Create a plan through the admin API; nothing changes on a device until it is applied."""
+    form = {key: str(value).strip() for key, value in (await request.form()).items()
+            if key != "csrf_token"}
+    body, error = _plan_body(form)
+    if body is not None:
+        result = await api.post(user, "/plans", body)
+        if result.ok:
+            flash(request, "Plan created. Review the diff, then apply it.", "success")
+            return RedirectResponse(f"{root(request)}/plans/{quote(result.body['plan_id'], safe='')}",
+                                    status_code=303)
+        error = result.error_text()
+    return render(request, "plan_new.html", {"form": form, "error": error}, status_code=422)
+
+
+def _plan_body(form: dict[str, str]) -> tuple[dict[str, Any] | None, str | None]:
+    """Return the create-plan request built from the form, or why it cannot be built."""
+    if not form.get("description"):
+        return None, "description: describe what the plan changes and why"
+    try:
+        changes = json.loads(form.get("changes") or "[]")
+    except ValueError as err:
+        return None, f"changes: not valid JSON ({err}); give a list of change objects"
+    if not isinstance(changes, list) or not changes:
+        return None, "changes: give a non-empty JSON list of change objects"
+    rollout: dict[str, Any] = {"on_failure": form.get("on_failure") or "rollback_batch"}
+    for key in ("canary", "batch_size", "max_parallel"):
+        value = form.get(key, "")
+        if value:
+            if not value.isdigit():
+                return None, f"{key}: give a whole number or leave it empty"
+            rollout[key] = int(value)
+    return {"description": form["description"], "changes": changes, "rollout": rollout}, None
 
 
 @router.get("/{plan_id}")
