@@ -12,7 +12,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import parse_qsl, unquote
@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl, unquote
 import structlog
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
-from sqlalchemy import String, cast, select
+from sqlalchemy import String, cast, or_, select
 from sqlalchemy.sql import Select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -28,7 +28,7 @@ from api.deps import ServicesDep, require_role
 from api.security import Principal
 from storage.audit import record_audit
 from storage.db import Database
-from storage.models import AuditEvent
+from storage.models import AuditEvent, Device
 
 log = structlog.get_logger(__name__)
 
@@ -49,6 +49,8 @@ class AuditFilter:
     action: str | None = None
     plan: str | None = None
     device: str | None = None
+    # Other spellings of ``device`` (its id when a name was given), filled by ``resolved``.
+    device_aliases: tuple[str, ...] = ()
     result: str | None = None
     since: datetime | None = None
     until: datetime | None = None
@@ -67,8 +69,9 @@ class AuditFilter:
             query = query.where(AuditEvent.plan_id == self.plan)
         if self.device:
             # device_ids is a JSON array of strings; match the quoted id inside its text form.
-            needle = json.dumps(self.device)
-            query = query.where(cast(AuditEvent.device_ids, String).contains(needle, autoescape=True))
+            text = cast(AuditEvent.device_ids, String)
+            query = query.where(or_(*(text.contains(json.dumps(key), autoescape=True)
+                                      for key in (self.device, *self.device_aliases))))
         if self.result:
             query = query.where(AuditEvent.result == self.result)
         if self.since:
@@ -76,6 +79,17 @@ class AuditFilter:
         if self.until:
             query = query.where(AuditEvent.at < _utc(self.until))
         return query
+
+    async def resolved(self, db: Database) -> AuditFilter:
+        """Return this filter with the device's id added when ``device`` names a device."""
+        if not self.device:
+            return self
+        async with db.session() as session:
+            found = await session.scalar(select(Device).where(
+                or_(Device.id == self.device, Device.name == self.device)))
+        if found is None or found.id == self.device:
+            return self
+        return replace(self, device_aliases=(found.id,))
 
 
 def _utc(value: datetime) -> datetime:
@@ -107,6 +121,7 @@ def event_public(event: AuditEvent) -> dict[str, Any]:
 async def query_audit(db: Database, filters: AuditFilter, *, limit: int = 100,
                       before_id: int | None = None) -> list[AuditEvent]:
     """Return up to ``limit`` events matching ``filters``, newest first, older than ``before_id``."""
+    filters = await filters.resolved(db)
     query = filters.apply(select(AuditEvent)).order_by(AuditEvent.id.desc()).limit(limit)
     if before_id is not None:
         query = query.where(AuditEvent.id < before_id)
@@ -116,6 +131,7 @@ async def query_audit(db: Database, filters: AuditFilter, *, limit: int = 100,
 
 async def iter_audit(db: Database, filters: AuditFilter) -> AsyncIterator[AuditEvent]:
     """Yield every matching event, oldest first, reading in batches (keyset pagination)."""
+    filters = await filters.resolved(db)
     after_id = 0
     while True:
         query = (filters.apply(select(AuditEvent)).where(AuditEvent.id > after_id)

@@ -16,10 +16,11 @@ from sqlalchemy import delete, text, update
 from sqlalchemy.exc import DBAPIError
 from typer.testing import CliRunner
 
+from api.admin.audit import AuditFilter, iter_audit, query_audit
 from storage.audit import record_audit
 from storage.db import Database
 from storage.migrate import upgrade
-from storage.models import AuditEvent
+from storage.models import AuditEvent, Device
 from tests.support.oidc import RunningApi, running_api
 from tikflow.cli import app as cli_app
 from tikflow.settings import Settings, get_settings
@@ -50,6 +51,8 @@ async def api(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Running
     tmp_path = tmp_path_factory.mktemp("audit-api")
     async with running_api(_settings(tmp_path)) as running:
         async with running.app.state.services.db.session() as session:
+            session.add(Device(id="d3", name="core-3", address="127.0.0.1", port=1, transport="api",
+                               environment="lab", status="active"))
             for actor, action, plan, devices, result, minutes in SEED:
                 session.add(AuditEvent(at=T0 + timedelta(minutes=minutes), actor=actor, action=action,
                                        plan_id=plan, device_ids=devices, result=result,
@@ -73,6 +76,7 @@ def _seeded(items: list[dict[str, Any]]) -> list[tuple[str, str]]:
     ({"action": "tool:plan.apply.v1"}, [("bob", "tool:plan.apply.v1"), ("alice", "tool:plan.apply.v1")]),
     ({"plan": "p1", "result": "ok"}, [("bob", "tool:plan.apply.v1"), ("alice", "tool:plan.create.v1")]),
     ({"device": "d3"}, [("carol", "tool:system.get_overview.v1")]),
+    ({"device": "core-3"}, [("carol", "tool:system.get_overview.v1")]),
     ({"device": "d"}, []),
     ({"result": "device_error"}, [("carol", "tool:system.get_overview.v1")]),
     ({"since": "2026-01-01T12:02:00Z", "until": "2026-01-01T12:04:00Z"},
@@ -84,7 +88,8 @@ def _seeded(items: list[dict[str, Any]]) -> list[tuple[str, str]]:
 ])
 async def test_audit_query_filters(api: RunningApi, params: dict[str, str],
                                    expected: list[tuple[str, str]]) -> None:
-    """Each filter narrows the result to the matching events, newest first."""
+    """Each filter narrows the result to the matching events, newest first; a device filter
+    accepts the device's id or name."""
     response = await _get(api, "/api/v1/audit", **params)
     assert response.status_code == 200, response.text
     assert _seeded(response.json()["items"]) == expected
@@ -243,3 +248,34 @@ async def test_audit_route_may_record_its_own(api: RunningApi) -> None:
     assert actions.count("test.self-audited") == 1
     assert actions.count("api:GET /api/v1/test-self-audited") == 0
     assert actions.count("api:GET /api/v1/test-plain") == 1
+
+
+async def test_audit_filters_on_each_backend(database_url: str) -> None:
+    """Device, action-prefix and time filters give the same answers on SQLite and PostgreSQL."""
+    await asyncio.to_thread(upgrade, database_url)
+    db = Database(database_url)
+    try:
+        async with db.session() as session:
+            session.add(Device(id="dev_1", name="edge%1", address="127.0.0.1", port=1,
+                               transport="api", environment="lab", status="active"))
+            for minutes, action, devices in [(0, "tool:plan.apply.v1", ["dev_1"]),
+                                             (1, "tool:device.list.v1", []),
+                                             (2, "api:GET /api/v1/plans", ["devX1"])]:
+                session.add(AuditEvent(at=T0 + timedelta(minutes=minutes), actor="alice",
+                                       action=action, device_ids=devices, result="ok", arguments={}))
+
+        async def actions(**filters: Any) -> list[str]:
+            return [e.action for e in await query_audit(db, AuditFilter(**filters))]
+
+        assert await actions(device="dev_1") == ["tool:plan.apply.v1"]
+        assert await actions(device="edge%1") == ["tool:plan.apply.v1"]
+        # LIKE wildcards in the filter are escaped: "dev_1" must not match "devX1".
+        assert await actions(device="dev%") == []
+        assert await actions(action="tool:*") == ["tool:device.list.v1", "tool:plan.apply.v1"]
+        assert await actions(since=T0 + timedelta(minutes=1)) == ["api:GET /api/v1/plans",
+                                                                 "tool:device.list.v1"]
+        assert await actions(until=T0 + timedelta(minutes=1)) == ["tool:plan.apply.v1"]
+        exported = [e.action async for e in iter_audit(db, AuditFilter(actor="alice"))]
+        assert exported == ["tool:plan.apply.v1", "tool:device.list.v1", "api:GET /api/v1/plans"]
+    finally:
+        await db.dispose()
