@@ -69,6 +69,9 @@ def assess(changes: list[ResolvedChange], management: dict[str, ManagementPath],
         raise_to("medium", "touches a prod device")
     if len(devices) > 10:
         raise_to("medium", f"blast radius: {len(devices)} devices")
+    if len(envs) > 1:
+        # One plan across environments skips the usual lab -> staging -> prod progression.
+        raise_to("medium", f"blast radius: {len(envs)} environments ({', '.join(sorted(envs))})")
     return RiskAssessment(
         level=level,
         reasons=reasons or ["adds or changes items away from the management path"],

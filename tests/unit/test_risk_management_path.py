@@ -152,3 +152,12 @@ def test_risk_blast_radius_counts_devices_and_environments():
                   environments={"dev-1": "lab", "dev-2": "lab", "dev-3": "prod"})
     assert risk.blast_radius == {"devices": 3, "environments": 2}
     assert "touches a prod device" in risk.reasons
+    assert "blast radius: 2 environments (lab, prod)" in risk.reasons
+
+
+def test_risk_one_environment_has_no_span_reason():
+    """A plan within one environment gets no environment-span reason."""
+    risk = assess([added("/ip/firewall/address-list", {"list": "a", "address": "192.0.2.1"})],
+                  management={"dev-1": MANAGEMENT}, environments={"dev-1": "lab"})
+    assert risk.blast_radius == {"devices": 1, "environments": 1}
+    assert not any("environments" in reason for reason in risk.reasons)

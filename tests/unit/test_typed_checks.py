@@ -6,10 +6,18 @@ import re
 
 import pytest
 
-from api.targeting import TargetedChange, expand_changes, has_target, select_devices
+from api.authz import AccessDenied, ToolAccess, ToolCall
+from api.targeting import (
+    TargetedChange,
+    expand_changes,
+    has_target,
+    resolve_authorized_targets,
+    select_devices,
+)
 from planning import typed
 from planning.validation import PlanValidationError
 from storage.models import Device
+from tikflow.settings import AuthSettings, Settings
 
 
 def device(name: str, environment: str = "lab", tags: list[str] | None = None) -> Device:
@@ -125,3 +133,45 @@ def test_targeting_change_without_device_needs_target():
     """A change without a device and no target is rejected with what to give."""
     with pytest.raises(PlanValidationError, match="change 1 names no device"):
         expand_changes([TargetedChange(path="/ip/dns", action="set", values={"servers": "1.1.1.1"})], [])
+
+
+class FakeInventory:
+    """Inventory stand-in that returns a fixed fleet."""
+
+    def __init__(self, fleet: list[Device]) -> None:
+        self.fleet = fleet
+
+    async def list(self, *, environment: str | None = None, status: str | None = None) -> list[Device]:
+        return [d for d in self.fleet if environment is None or d.environment == environment]
+
+    async def find(self, ref: str) -> Device:
+        return next(d for d in self.fleet if ref in (d.id, d.name))
+
+
+class CountingLimiter:
+    """Rate limiter stand-in that records the subjects it was asked about."""
+
+    def __init__(self) -> None:
+        self.subjects: list[str] = []
+
+    async def hit(self, key: str, limit: int, *, subject: str) -> None:
+        self.subjects.append(subject)
+
+
+async def test_targeting_by_tag_checks_each_environment():
+    """A tag reaching a prod device is rejected for a role that may plan only in the lab."""
+    fleet = [device("r1", tags=["edge"]), device("r3", environment="prod", tags=["edge"])]
+    inventory = FakeInventory(fleet)
+    settings = Settings(auth=AuthSettings(matrix={"operator": {"plan": ["lab"]}}))
+    access = ToolAccess(settings, db=None, inventory=inventory)  # type: ignore[arg-type]
+    access.limiter = CountingLimiter()  # type: ignore[assignment]
+    call = ToolCall(name="plan.dns.set_servers.v1", tier="plan", roles=frozenset({"operator"}),
+                    subject="alice")
+    with access.bind(call):
+        lab_only = await resolve_authorized_targets(inventory, devices=None, tag="edge",  # type: ignore[arg-type]
+                                                    environment="lab")
+        with pytest.raises(AccessDenied, match="on device r3"):
+            await resolve_authorized_targets(inventory, devices=None, tag="edge",  # type: ignore[arg-type]
+                                             environment=None)
+    assert [d.name for d in lab_only] == ["r1"]
+    assert call.device_ids == ["dev-r1", "dev-r3"]
