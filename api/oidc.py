@@ -31,6 +31,7 @@ from tikflow.settings import AuthSettings, OidcSettings
 
 log = structlog.get_logger(__name__)
 
+MAX_SUBJECT_LENGTH = 255
 # Key types that can verify each algorithm family; a key of another type is never tried.
 _KEY_TYPES = {"RS": "RSA", "PS": "RSA", "ES": "EC", "Ed": "OKP"}
 
@@ -140,6 +141,9 @@ class OidcVerifier:
             raise InvalidToken("audience mismatch")
         if not isinstance(claims.get("sub"), str) or not claims["sub"]:
             raise InvalidToken("sub is missing")
+        if len(claims["sub"]) > MAX_SUBJECT_LENGTH:
+            # Audit rows store the subject in a 255-character column.
+            raise InvalidToken("sub is too long")
         exp = claims.get("exp")
         if not isinstance(exp, int | float):
             raise InvalidToken("exp is missing")

@@ -54,6 +54,7 @@ async def test_oidc_verifier_accepts_provider_token(idp: MockIdP) -> None:
     ({"aud": ["other", "another"]}, "audience mismatch"),
     ({"iss": "http://127.0.0.1:9"}, "issuer mismatch"),
     ({"sub": ""}, "sub is missing"),
+    ({"sub": "x" * 256}, "sub is too long"),
     ({"exp": "tomorrow"}, "exp is missing"),
 ])
 async def test_oidc_verifier_claim_checks(idp: MockIdP, extra: dict[str, Any], reason: str) -> None:
