@@ -363,7 +363,11 @@ async def test_oidc_break_glass_when_idp_down(tmp_path: Any, captured_logs: Any)
     async with running_api(_settings(tmp_path, idp.issuer)) as api:
         db = api.app.state.services.db
         token = await create_account(db, name="oncall", role="admin", created_by="test")
+        oidc_token = idp.token_for("cached@example.com", {"groups": [GROUPS["reader"]]})
+        assert await api.app.state.authenticator.authenticate(oidc_token) is not None
         idp.stop()
+        # Keys fetched before the outage still verify tokens the provider issued earlier.
+        assert await api.app.state.authenticator.authenticate(oidc_token) is not None
         start = await _last_audit_id(api)
 
         async with mcp_client(api, token) as client:
