@@ -1,9 +1,13 @@
 """Read tools that page with an opaque cursor instead of a limit.
 
 A page contains the items whose ``.id`` number is greater than the last one of the previous
-page, in ``.id`` order. RouterOS hands out increasing ids on a device, so items added while
-a caller pages appear on a later page and removed items never shift the rest: each item that
-exists for the whole walk is returned exactly once.
+page, in ``.id`` order. New items get higher ids than existing ones, so items added while a
+caller pages appear on a later page, and removed items never shift the rest. Each item that
+exists for the whole walk is therefore returned exactly once.
+
+NOTE: this assumes a device never reuses or renumbers ids during a walk. The simulator
+behaves so; whether RouterOS keeps ids across a reboot is unverified, and a walk across such
+an event could skip or repeat items.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from api.services import Services
 if TYPE_CHECKING:
     from api.mcp_tools import ToolRunner
 
+# Below every id number, including the -1 of items without a readable id.
+FIRST_PAGE = -2
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 
@@ -96,9 +102,9 @@ def register_paged_tools(runner: ToolRunner, services: Services) -> None:
             raise ToolError(f"page_size {page_size} is out of range; use 1 to {MAX_PAGE_SIZE}")
         record = await services.inventory.find(device)
         filters = {"interface": interface} if interface else {}
-        after = decode_cursor(cursor, record.id, filters) if cursor else -2
-        # NOTE: the API has no offset, so every page reads the whole (filtered) table from the
-        # device; only the reply to the caller is small.
+        after = decode_cursor(cursor, record.id, filters) if cursor else FIRST_PAGE
+        # NOTE: the API has no offset, so every page reads the whole filtered table from the
+        # device, and only the reply to the caller is small.
         async with services.sessions.session(record) as client:
             rows = await client.print("/ip/address", where=filters or None)
         page, more = page_rows(rows, after=after, page_size=page_size)

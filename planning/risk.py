@@ -31,7 +31,7 @@ _MATCH_KEYS = frozenset(
 
 @dataclass(frozen=True)
 class ManagementPath:
-    """How tikflow reaches one device: the inventory's address, port, transport and login."""
+    """The path tikflow reaches one device on: address, port, transport, login and interface."""
 
     address: str
     port: int | None = None
