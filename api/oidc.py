@@ -157,12 +157,21 @@ class OidcVerifier:
             raise InvalidToken("issued in the future")
 
     async def _key_set(self, *, refresh: bool) -> KeySet:
-        async with self._lock:
-            stale = self._clock() - self._keys_fetched_at >= self.refresh_interval
-            if self._keys is None or (refresh and stale):
-                await self._fetch_keys()
-            assert self._keys is not None
+        # Fast path without the lock, so a slow refetch never delays tokens the cache verifies.
+        if self._keys is not None and not (refresh and self._stale()):
             return self._keys
+        async with self._lock:
+            # Another request may have fetched while this one waited; the interval also holds
+            # while the IdP is down and nothing is cached, so outages do not multiply requests.
+            if (self._keys is None or refresh) and self._stale():
+                await self._fetch_keys()
+            if self._keys is None:
+                raise IssuerUnavailable(f"no JWKS of {self.issuer} yet; the last fetch failed, "
+                                        f"next attempt after {self.refresh_interval:.0f} s")
+            return self._keys
+
+    def _stale(self) -> bool:
+        return self._clock() - self._keys_fetched_at >= self.refresh_interval
 
     async def _fetch_keys(self) -> None:
         # Stamp the attempt first, so a failing IdP is not asked again before the interval.

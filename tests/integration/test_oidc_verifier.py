@@ -165,3 +165,28 @@ async def test_oidc_authenticator_rejects_odd_input(idp: MockIdP, tmp_path: Any)
             assert await authenticator.authenticate(token) is None
     finally:
         await authenticator.close()
+
+
+async def test_oidc_verifier_outage_backoff(idp: MockIdP) -> None:
+    """While the issuer is down and nothing is cached, it is asked at most once per interval."""
+    requests: list[str] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        requests.append(request.url.path)
+        return httpx.Response(503)
+
+    clock = FakeClock()
+    verifier = OidcVerifier(OidcSettings(issuer=ISSUER), AuthSettings(jwks_refresh_min_seconds=60),
+                            clock=clock, transport=httpx.MockTransport(handle))
+    token = idp.sign(_claims(idp, iss=ISSUER))
+    try:
+        for _ in range(5):
+            with pytest.raises(IssuerUnavailable):
+                await verifier.verify(token)
+        assert len(requests) == 1
+        clock.now += 61
+        with pytest.raises(IssuerUnavailable):
+            await verifier.verify(token)
+        assert len(requests) == 2
+    finally:
+        await verifier.close()
