@@ -152,16 +152,23 @@ def _resolve(seq: int, device: PlanDevice, path: str, request: ChangeRequest,
 
 async def _check_references(device: PlanDevice, path: str, request: ChangeRequest,
                             table: Callable[[PlanDevice, str], Awaitable[list[dict[str, str]]]]) -> None:
-    """Check that an interface named in the values exists on the device."""
-    interface = (request.values or {}).get("interface")
-    if interface is None or path.startswith("/interface"):
-        return
-    names = {row.get("name") for row in await table(device, "/interface")}
-    if interface not in names:
-        known = ", ".join(sorted(n for n in names if n)[:20])
-        raise PlanValidationError(
-            f"interface {interface!r} does not exist on {device.name}; use one of: {known}"
-        )
+    """Check that an interface and a place-before rule named in the values exist on the device."""
+    values = request.values or {}
+    interface = values.get("interface")
+    if interface is not None and not path.startswith("/interface"):
+        names = {row.get("name") for row in await table(device, "/interface")}
+        if interface not in names:
+            known = ", ".join(sorted(n for n in names if n)[:20])
+            raise PlanValidationError(
+                f"interface {interface!r} does not exist on {device.name}; use one of: {known}"
+            )
+    placement = values.get("place-before")
+    if placement is not None:
+        if not any(row.get(".id") == placement for row in await table(device, path)):
+            raise PlanValidationError(
+                f"place-before {placement} is not an item of {path} on {device.name}; list the "
+                "items again and pass an .id from that list"
+            )
 
 
 def _reject_overlaps(changes: list[ResolvedChange]) -> None:

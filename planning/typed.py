@@ -11,7 +11,7 @@ import ipaddress
 import re
 from collections.abc import Iterable, Sequence
 
-from planning.validation import PlanValidationError
+from planning.validation import PlanValidationError, check_place_before
 
 VLAN_MIN, VLAN_MAX = 1, 4094
 
@@ -30,7 +30,6 @@ NAT_ACTIONS = frozenset({
 PORT_PROTOCOLS = frozenset({"tcp", "udp", "udp-lite", "sctp", "dccp", "6", "17", "132", "33", "136"})
 CONNECTION_STATES = frozenset({"established", "related", "new", "invalid", "untracked"})
 
-_ITEM_ID = re.compile(r"^\*[0-9A-Fa-f]+$")
 _CHAIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _PORT_PART = re.compile(r"^\d{1,5}(-\d{1,5})?$")
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$")
@@ -167,25 +166,6 @@ def check_connection_state(values: Sequence[str]) -> str:
         raise PlanValidationError(f"connection_state {list(values)} is invalid; use some of "
                                   f"{', '.join(sorted(CONNECTION_STATES))}")
     return ",".join(values)
-
-
-def check_place_before(value: str | int | None) -> str | None:
-    """Check a placement: the ``.id`` of an existing rule, never a numeric position.
-
-    Positions shift whenever any rule is added or removed, so a rule placed by position could
-    land somewhere else by the time the plan is applied. A ``.id`` stays with its rule.
-    """
-    if value is None:
-        return None
-    text = str(value).strip()
-    if isinstance(value, int) or text.lstrip("-").isdigit():
-        raise PlanValidationError(
-            f"place_before {value!r} is a position; positions shift as rules change, so pass the "
-            ".id of the rule to insert before (like *5), as the list tools return it")
-    if not _ITEM_ID.match(text):
-        raise PlanValidationError(f"place_before {value!r} is not a rule .id; pass an id like *5 "
-                                  "from the list tools")
-    return text
 
 
 def check_vlan_ids(values: Sequence[int]) -> str:

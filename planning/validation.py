@@ -26,6 +26,7 @@ SINGLETON_PATHS = frozenset(
 
 _PATH_RE = re.compile(r"^(/[a-z0-9][a-z0-9-]*)+$")
 _PORT_RE = re.compile(r"^\d{1,5}(-\d{1,5})?$")
+_ITEM_ID = re.compile(r"^\*[0-9A-Fa-f]+$")
 _ADDRESS_KEYS = frozenset({"src-address", "dst-address", "to-addresses"})
 
 
@@ -71,6 +72,11 @@ def check_request(request: ChangeRequest, path: str) -> None:
             )
         if request.values:
             raise PlanValidationError("'remove' takes no 'values'; drop them")
+    if "place-before" in (request.values or {}):
+        if request.action != "add":
+            raise PlanValidationError(f"place-before only applies to 'add', not {request.action!r}; "
+                                      "drop it")
+        check_place_before(request.values["place-before"])
     for key in (request.values or {}):
         if key.startswith(".") or not key:
             raise PlanValidationError(f"property {key!r} cannot be written; drop it from 'values'")
@@ -151,3 +157,22 @@ def _check_address_match(key: str, value: str) -> None:
             f"{key} {value!r} is not an address, network or range; write 192.0.2.0/24, "
             "192.0.2.5 or 192.0.2.5-192.0.2.9"
         ) from None
+
+
+def check_place_before(value: str | int | None) -> str | None:
+    """Check a placement: the ``.id`` of an existing rule, never a numeric position.
+
+    Positions shift whenever any rule is added or removed, so a rule placed by position could
+    land somewhere else by the time the plan is applied. A ``.id`` stays with its rule.
+    """
+    if value is None:
+        return None
+    text = str(value).strip()
+    if isinstance(value, int) or text.lstrip("-").isdigit():
+        raise PlanValidationError(
+            f"place_before {value!r} is a position; positions shift as rules change, so pass the "
+            ".id of the rule to insert before (like *5), as the list tools return it")
+    if not _ITEM_ID.match(text):
+        raise PlanValidationError(f"place_before {value!r} is not a rule .id; pass an id like *5 "
+                                  "from the list tools")
+    return text

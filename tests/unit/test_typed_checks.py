@@ -15,6 +15,8 @@ from api.targeting import (
     select_devices,
 )
 from planning import typed
+from planning.model import ChangeRequest
+from planning.planner import PlanDevice, build_plan
 from planning.validation import PlanValidationError
 from storage.models import Device
 from tikflow.settings import AuthSettings, Settings
@@ -175,3 +177,31 @@ async def test_targeting_by_tag_checks_each_environment():
                                              environment=None)
     assert [d.name for d in lab_only] == ["r1"]
     assert call.device_ids == ["dev-r1", "dev-r3"]
+
+
+async def test_generic_plan_checks_place_before():
+    """plan.create.v1 changes get the same placement rules: an existing .id, never a position."""
+    target = PlanDevice(id="dev-1", name="r1", environment="lab", address="192.0.2.1")
+    rules = [{".id": "*4", "chain": "forward", "action": "accept", "protocol": "tcp"}]
+
+    async def lookup(ref: str) -> PlanDevice:
+        return target
+
+    async def read(plan_device: PlanDevice, path: str) -> list[dict[str, str]]:
+        return [dict(rule) for rule in rules] if path == "/ip/firewall/filter" else []
+
+    def rule(**values: str) -> ChangeRequest:
+        return ChangeRequest(device="r1", path="/ip/firewall/filter", action="add",
+                             values={"chain": "forward", "action": "drop", "protocol": "udp", **values})
+
+    plan = await build_plan("placed", [rule(**{"place-before": "*4"})], lookup_device=lookup,
+                            read_table=read)
+    assert plan.changes[0].values["place-before"] == "*4"
+    with pytest.raises(PlanValidationError, match="is a position"):
+        await build_plan("bad", [rule(**{"place-before": "2"})], lookup_device=lookup, read_table=read)
+    with pytest.raises(PlanValidationError, match=r"place-before \*9 is not an item of /ip/firewall/filter"):
+        await build_plan("bad", [rule(**{"place-before": "*9"})], lookup_device=lookup, read_table=read)
+    with pytest.raises(PlanValidationError, match="place-before only applies to 'add'"):
+        await build_plan("bad", [ChangeRequest(device="r1", path="/ip/firewall/filter", action="set",
+                                               where={".id": "*4"}, values={"place-before": "*4"})],
+                         lookup_device=lookup, read_table=read)
