@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 
-from api.authz import tool_access
+from api.authz import AccessDenied, tool_access
 from api.ratelimit import RateLimited
 from api.security import Principal
 from api.services import Services
@@ -59,6 +59,24 @@ def require_role(*roles: str):
         if not principal.roles & set(roles):
             raise HTTPException(status.HTTP_403_FORBIDDEN,
                                 detail=f"this action needs one of the roles: {', '.join(roles)}")
+        return principal
+
+    return check
+
+
+def require_tier(tier: str):
+    """Return a dependency that admits callers whose roles grant ``tier`` in any environment.
+
+    The same matrix as the MCP tools decides, so ``auth.matrix`` overrides apply to routes too.
+    """
+
+    async def check(request: Request,
+                    principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+        matrix = tool_access(request.app.state.services).matrix
+        try:
+            matrix.check(principal.roles, tier, what=f"{request.method} {request.url.path}")
+        except AccessDenied as err:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, detail=str(err)) from None
         return principal
 
     return check

@@ -14,6 +14,8 @@ import httpx
 import httpx2
 import pytest
 import structlog
+from fastapi import Depends
+from fastapi.routing import APIRoute
 from joserfc import jwt
 from joserfc.jwk import OctKey, RSAKey
 from mcp import Client
@@ -22,7 +24,9 @@ from sqlalchemy import select
 
 from api.authz import ROLES, TIERS, AccessMatrix, tool_access
 from api.breakglass import create_account
+from api.deps import require_tier
 from api.ratelimit import RateLimiter
+from api.security import Principal
 from storage.models import AuditEvent, Device, Plan
 from tests.support.oidc import CLIENT_SECRET, MockIdP, RunningApi, running_api
 from tikflow.settings import Settings
@@ -412,3 +416,25 @@ def test_oidc_tiers_cover_matrix() -> None:
     """The matrix printed by the CLI covers every role and tier."""
     rows = AccessMatrix.from_settings(Settings().auth).rows()
     assert {(role, tier) for role, tier, _ in rows} == {(r, t) for r in ROLES for t in TIERS}
+
+
+async def test_oidc_route_tier_follows_matrix(idp: MockIdP, api: RunningApi) -> None:
+    """A route guarded by require_tier admits exactly the roles the matrix grants that tier."""
+    async def plan_route(principal: Principal = Depends(require_tier("plan"))) -> dict[str, str]:
+        return {"subject": principal.subject}
+
+    # Inserted first: the MCP app mounted at "/" would otherwise take the path.
+    api.app.router.routes.insert(0, APIRoute("/api/v1/test-plan-tier", plan_route))
+    matrix = AccessMatrix.from_settings(api.settings.auth)
+    responses = {}
+    async with httpx.AsyncClient(base_url=api.url, timeout=30) as http:
+        for role in ROLES:
+            token = idp.token_for(f"{role}@example.com", {"groups": [GROUPS[role]]})
+            responses[role] = await http.get("/api/v1/test-plan-tier",
+                                             headers={"Authorization": f"Bearer {token}"})
+    for role, response in responses.items():
+        expected = 200 if matrix.allows([role], "plan") else 403
+        assert response.status_code == expected, (role, response.text)
+    assert responses["reader"].status_code == 403
+    assert "needs plan access" in responses["reader"].json()["detail"]
+    assert responses["operator"].json() == {"subject": "operator@example.com"}
