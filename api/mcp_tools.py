@@ -282,9 +282,10 @@ def register_tools(server: MCPServer, services: Services) -> ToolRunner:
         requests = expand_changes(changes, targets)
         return PlanCreated(**await create_plan(services, principal, description, requests, rollout))
 
-    async def store_plan(description: str, changes: list[ChangeRequest]) -> PlanCreated:
+    async def store_plan(description: str, changes: list[ChangeRequest],
+                         rollout: RolloutOptions | None) -> PlanCreated:
         principal = principal_from_access_token(get_access_token())
-        return PlanCreated(**await create_plan(services, principal, description, changes))
+        return PlanCreated(**await create_plan(services, principal, description, changes, rollout))
 
     # Imported here: the typed tools module imports this one for ToolRunner and PlanCreated.
     from api.tools_typed import PlanHelpers, register_typed_tools

@@ -16,6 +16,7 @@ from mcp.types import ToolAnnotations
 from pydantic import Field
 
 from api.mcp_tools import PlanCreated, ToolRunner
+from api.plan_actions import RolloutOptions
 from api.services import Services
 from api.targeting import resolve_authorized_targets
 from planning import typed
@@ -32,6 +33,9 @@ Tag = Annotated[str | None, Field(description="Change every active device with t
 Environment = Annotated[str | None, Field(
     description="Change every active device in this environment: lab, staging or prod")]
 Comment = Annotated[str | None, Field(description="Comment stored on the new item")]
+Rollout = Annotated[RolloutOptions | None, Field(
+    description="Canary, batch size and health checks for a multi-device plan; settings apply "
+                "when omitted")]
 PlaceBefore = Annotated[str | int | None, Field(
     description="The .id of the rule (like *5) to insert the new rule before, from the list "
                 "tools; positions are refused. Omit to append at the end of the table")]
@@ -45,7 +49,7 @@ TARGETS_HELP = (" Target devices with `devices`, `tag` or `environment`; each ta
 class PlanHelpers:
     """Plan storage shared with plan.create.v1, passed in by ``register_tools``."""
 
-    create: Callable[[str, list[ChangeRequest]], Awaitable[PlanCreated]]
+    create: Callable[[str, list[ChangeRequest], RolloutOptions | None], Awaitable[PlanCreated]]
 
 
 class DeviceTables:
@@ -75,14 +79,15 @@ def register_typed_tools(runner: ToolRunner, services: Services, helpers: PlanHe
     """Register the typed planning tools on ``runner``."""
 
     async def plan_for_targets(description: str, devices: list[str] | None, tag: str | None,
-                               environment: str | None, build: ChangeBuilder) -> PlanCreated:
+                               environment: str | None, rollout: RolloutOptions | None,
+                               build: ChangeBuilder) -> PlanCreated:
         targets = await resolve_authorized_targets(services.inventory, devices=devices, tag=tag,
                                                    environment=environment)
         tables = DeviceTables(services)
         requests: list[ChangeRequest] = []
         for device in targets:
             requests.extend(await build(device, tables))
-        return await helpers.create(description, requests)
+        return await helpers.create(description, requests, rollout)
 
     _register_address_tools(runner, plan_for_targets)
     _register_route_tool(runner, plan_for_targets)
@@ -91,8 +96,9 @@ def register_typed_tools(runner: ToolRunner, services: Services, helpers: PlanHe
     _register_bridge_vlan_tool(runner, plan_for_targets)
 
 
-PlanForTargets = Callable[[str, list[str] | None, str | None, str | None, ChangeBuilder],
-                          Awaitable[PlanCreated]]
+PlanForTargets = Callable[
+    [str, list[str] | None, str | None, str | None, RolloutOptions | None, ChangeBuilder],
+    Awaitable[PlanCreated]]
 
 
 def _register_address_tools(runner: ToolRunner, plan_for_targets: PlanForTargets) -> None:
@@ -106,6 +112,7 @@ def _register_address_tools(runner: ToolRunner, plan_for_targets: PlanForTargets
         interface: Annotated[str, Field(description="Interface name on the device, e.g. ether2")],
         comment: Comment = None,
         devices: Devices = None, tag: Tag = None, environment: Environment = None,
+        rollout: Rollout = None,
     ) -> PlanCreated:
         typed.check_interface_address(address)
         values = {"address": address, "interface": interface} | _optional(comment=comment)
@@ -116,7 +123,7 @@ def _register_address_tools(runner: ToolRunner, plan_for_targets: PlanForTargets
                                  {"address": address, "interface": interface}, device.name)
             return [ChangeRequest(device=device.id, path="/ip/address", action="add", values=values)]
 
-        return await plan_for_targets(description, devices, tag, environment, build)
+        return await plan_for_targets(description, devices, tag, environment, rollout, build)
 
     @runner.tool("plan.ip_address.remove.v1", title="Plan removing an IP address", tier="plan",
                  annotations=PLAN,
@@ -127,6 +134,7 @@ def _register_address_tools(runner: ToolRunner, plan_for_targets: PlanForTargets
         address: Annotated[str, Field(description="IPv4 address with prefix length, e.g. 192.0.2.1/24")],
         interface: Annotated[str | None, Field(description="Only remove it from this interface")] = None,
         devices: Devices = None, tag: Tag = None, environment: Environment = None,
+        rollout: Rollout = None,
     ) -> PlanCreated:
         typed.check_interface_address(address)
         where = {"address": address} | _optional(interface=interface)
@@ -139,7 +147,7 @@ def _register_address_tools(runner: ToolRunner, plan_for_targets: PlanForTargets
                                           + "; list the addresses with ip.address.list.v2")
             return [ChangeRequest(device=device.id, path="/ip/address", action="remove", where=where)]
 
-        return await plan_for_targets(description, devices, tag, environment, build)
+        return await plan_for_targets(description, devices, tag, environment, rollout, build)
 
 
 def _register_route_tool(runner: ToolRunner, plan_for_targets: PlanForTargets) -> None:
@@ -156,6 +164,7 @@ def _register_route_tool(runner: ToolRunner, plan_for_targets: PlanForTargets) -
         routing_table: Annotated[str | None, Field(description="Routing table; default main")] = None,
         comment: Comment = None,
         devices: Devices = None, tag: Tag = None, environment: Environment = None,
+        rollout: Rollout = None,
     ) -> PlanCreated:
         typed.check_network("dst_address", dst_address)
         typed.check_gateway(gateway)
@@ -172,7 +181,7 @@ def _register_route_tool(runner: ToolRunner, plan_for_targets: PlanForTargets) -
                 typed.require_interfaces([via], await tables.read(device, "/interface"), device.name)
             return [ChangeRequest(device=device.id, path="/ip/route", action="add", values=values)]
 
-        return await plan_for_targets(description, devices, tag, environment, build)
+        return await plan_for_targets(description, devices, tag, environment, rollout, build)
 
 
 def _rule_values(*, chain: str, action: str, protocol: str | None, src_address: str | None,
@@ -242,6 +251,7 @@ def _register_firewall_tools(runner: ToolRunner, plan_for_targets: PlanForTarget
         place_before: PlaceBefore = None,
         comment: Comment = None,
         devices: Devices = None, tag: Tag = None, environment: Environment = None,
+        rollout: Rollout = None,
     ) -> PlanCreated:
         typed.check_chain(chain, typed.BUILTIN_FILTER_CHAINS)
         typed.check_action(action, typed.FILTER_ACTIONS, jump_target=jump_target)
@@ -257,7 +267,7 @@ def _register_firewall_tools(runner: ToolRunner, plan_for_targets: PlanForTarget
                               comment=comment, extra=extra)
         interfaces = [i for i in (in_interface, out_interface) if i]
         build = _rule_builder("/ip/firewall/filter", values, placement, interfaces)
-        return await plan_for_targets(description, devices, tag, environment, build)
+        return await plan_for_targets(description, devices, tag, environment, rollout, build)
 
     @runner.tool("plan.firewall_nat.add.v1", title="Plan adding a NAT rule", tier="plan",
                  annotations=PLAN,
@@ -282,6 +292,7 @@ def _register_firewall_tools(runner: ToolRunner, plan_for_targets: PlanForTarget
         place_before: PlaceBefore = None,
         comment: Comment = None,
         devices: Devices = None, tag: Tag = None, environment: Environment = None,
+        rollout: Rollout = None,
     ) -> PlanCreated:
         typed.check_chain(chain, typed.BUILTIN_NAT_CHAINS)
         typed.check_action(action, typed.NAT_ACTIONS, jump_target=jump_target)
@@ -302,7 +313,7 @@ def _register_firewall_tools(runner: ToolRunner, plan_for_targets: PlanForTarget
                               comment=comment, extra=extra)
         interfaces = [i for i in (in_interface, out_interface) if i]
         build = _rule_builder("/ip/firewall/nat", values, placement, interfaces)
-        return await plan_for_targets(description, devices, tag, environment, build)
+        return await plan_for_targets(description, devices, tag, environment, rollout, build)
 
     @runner.tool("plan.address_list.add.v1", title="Plan adding an address-list entry",
                  tier="plan", annotations=PLAN,
@@ -316,6 +327,7 @@ def _register_firewall_tools(runner: ToolRunner, plan_for_targets: PlanForTarget
                                                          "expires, e.g. 1d or 00:30:00")] = None,
         comment: Comment = None,
         devices: Devices = None, tag: Tag = None, environment: Environment = None,
+        rollout: Rollout = None,
     ) -> PlanCreated:
         typed.check_name("list_name", list_name)
         typed.check_list_entry(address)
@@ -328,7 +340,7 @@ def _register_firewall_tools(runner: ToolRunner, plan_for_targets: PlanForTarget
             return [ChangeRequest(device=device.id, path="/ip/firewall/address-list", action="add",
                                   values=values)]
 
-        return await plan_for_targets(description, devices, tag, environment, build)
+        return await plan_for_targets(description, devices, tag, environment, rollout, build)
 
 
 def _register_settings_tools(runner: ToolRunner, plan_for_targets: PlanForTargets) -> None:
@@ -342,6 +354,7 @@ def _register_settings_tools(runner: ToolRunner, plan_for_targets: PlanForTarget
         allow_remote_requests: Annotated[bool | None, Field(
             description="Answer DNS queries from the network")] = None,
         devices: Devices = None, tag: Tag = None, environment: Environment = None,
+        rollout: Rollout = None,
     ) -> PlanCreated:
         values = {"servers": typed.check_dns_servers(servers)}
         if allow_remote_requests is not None:
@@ -350,7 +363,7 @@ def _register_settings_tools(runner: ToolRunner, plan_for_targets: PlanForTarget
         async def build(device: Device, tables: DeviceTables) -> list[ChangeRequest]:
             return [ChangeRequest(device=device.id, path="/ip/dns", action="set", values=values)]
 
-        return await plan_for_targets(description, devices, tag, environment, build)
+        return await plan_for_targets(description, devices, tag, environment, rollout, build)
 
     @runner.tool("plan.interface.set_enabled.v1", title="Plan enabling or disabling an interface",
                  tier="plan", annotations=PLAN,
@@ -362,6 +375,7 @@ def _register_settings_tools(runner: ToolRunner, plan_for_targets: PlanForTarget
         interface: Annotated[str, Field(description="Interface name, e.g. ether3")],
         enabled: Annotated[bool, Field(description="true to enable, false to disable")],
         devices: Devices = None, tag: Tag = None, environment: Environment = None,
+        rollout: Rollout = None,
     ) -> PlanCreated:
         typed.check_name("interface", interface)
         values = {"disabled": "no" if enabled else "yes"}
@@ -371,7 +385,7 @@ def _register_settings_tools(runner: ToolRunner, plan_for_targets: PlanForTarget
             return [ChangeRequest(device=device.id, path="/interface", action="set",
                                   where={"name": interface}, values=values)]
 
-        return await plan_for_targets(description, devices, tag, environment, build)
+        return await plan_for_targets(description, devices, tag, environment, rollout, build)
 
     @runner.tool("plan.system_identity.set.v1", title="Plan setting the system identity",
                  tier="plan", annotations=PLAN,
@@ -380,6 +394,7 @@ def _register_settings_tools(runner: ToolRunner, plan_for_targets: PlanForTarget
         description: Description,
         name: Annotated[str, Field(description="New identity, at most 64 characters")],
         devices: Devices = None, tag: Tag = None, environment: Environment = None,
+        rollout: Rollout = None,
     ) -> PlanCreated:
         typed.check_name("name", name)
 
@@ -387,7 +402,7 @@ def _register_settings_tools(runner: ToolRunner, plan_for_targets: PlanForTarget
             return [ChangeRequest(device=device.id, path="/system/identity", action="set",
                                   values={"name": name})]
 
-        return await plan_for_targets(description, devices, tag, environment, build)
+        return await plan_for_targets(description, devices, tag, environment, rollout, build)
 
 
 def _register_bridge_vlan_tool(runner: ToolRunner, plan_for_targets: PlanForTargets) -> None:
@@ -405,6 +420,7 @@ def _register_bridge_vlan_tool(runner: ToolRunner, plan_for_targets: PlanForTarg
         untagged: Annotated[list[str] | None, Field(description="Ports that carry them untagged")] = None,
         comment: Comment = None,
         devices: Devices = None, tag: Tag = None, environment: Environment = None,
+        rollout: Rollout = None,
     ) -> PlanCreated:
         tagged, untagged = tagged or [], untagged or []
         ids = typed.check_vlan_ids(vlan_ids)
@@ -421,5 +437,5 @@ def _register_bridge_vlan_tool(runner: ToolRunner, plan_for_targets: PlanForTarg
             return [ChangeRequest(device=device.id, path="/interface/bridge/vlan", action="add",
                                   values=values)]
 
-        return await plan_for_targets(description, devices, tag, environment, build)
+        return await plan_for_targets(description, devices, tag, environment, rollout, build)
 

@@ -218,10 +218,11 @@ async def test_place_before_lands_before_rule_after_apply(stack: Stack, fleet: S
 
 
 async def test_tag_plan_stores_each_device(stack: Stack):
-    """A plan targeted by tag stores one diff and one fingerprint set per device."""
+    """A plan targeted by tag stores one diff and one fingerprint set per device, and its rollout."""
     async with stack.mcp() as mcp:
         created = await mcp.call("plan.dns.set_servers.v1", {
-            "description": "edge resolvers", "tag": "edge", "servers": ["192.0.2.53"]})
+            "description": "edge resolvers", "tag": "edge", "servers": ["192.0.2.53"],
+            "rollout": {"canary": 1, "batch_size": 2}})
         generic = await mcp.call("plan.create.v1", {
             "description": "edge list entry", "environment": "lab",
             "changes": [{"path": "/ip/firewall/address-list", "action": "add",
@@ -229,6 +230,9 @@ async def test_tag_plan_stores_each_device(stack: Stack):
     assert sorted(d["name"] for d in created["devices"]) == ["r1", "r2", "r3"]
     assert created["risk"]["blast_radius"]["devices"] == 3
     assert sorted(d["device_name"] for d in generic["diff"]) == ["r1", "r2", "r3"]
+    typed_plan, _changes = await get_plan(stack.db, created["plan_id"])
+    assert typed_plan.rollout["canary"] == 1
+    assert typed_plan.rollout["batch_size"] == 2
     for result in (created, generic):
         found = await get_plan(stack.db, result["plan_id"])
         assert found is not None
