@@ -35,6 +35,8 @@ LIVE_VIEWS = {
     "firewall": ("Firewall filter rules", "/ip/firewall/filter"),
 }
 LIVE_ROW_LIMIT = 500
+# Roles the device routes of the admin API accept for edits and rotation; decommission is admin.
+CHANGE_ROLES = {"operator", "admin"}
 # Seconds a page waits for a device before it shows an error instead of the table.
 DEVICE_READ_TIMEOUT = 15.0
 
@@ -125,6 +127,7 @@ async def device_page(request: Request, device: str, user: UserDep, api: AdminAp
         "operations_error": None if operations.ok else operations.error_text(),
         "watch_operation": operation, "live_views": LIVE_VIEWS, "environments": ENVIRONMENTS,
         "device_path": _device_path(request, record),
+        "can_change": bool(CHANGE_ROLES & user.roles), "can_decommission": "admin" in user.roles,
     }
     if context["view"] == "overview":
         context["overview"], context["read_error"] = await _read_overview(request, record["id"])

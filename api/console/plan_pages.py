@@ -30,6 +30,15 @@ ACTION_ROLES = {
     "resume": {"operator", "admin"},
     "abort": {"operator", "admin"},
 }
+# Plan states in which each action makes sense; a paused plan offers resume instead of pause.
+RUNNING = {"queued", "awaiting_approval", "applying"}
+ACTION_STATES = {
+    "apply": {"planned"},
+    "approve": {"awaiting_approval"},
+    "pause": RUNNING,
+    "resume": RUNNING,
+    "abort": RUNNING,
+}
 CREATE_ROLES = {"operator", "admin"}
 CHANGES_EXAMPLE = json.dumps([{"device": "core-1", "path": "/ip/address", "action": "add",
                                "values": {"address": "192.0.2.1/24", "interface": "bridge-lan"}}],
@@ -110,9 +119,10 @@ async def plan_page(request: Request, plan_id: str, user: UserDep, api: AdminApi
         raise HTTPException(result.status, detail=result.error_text())
     plan = result.body
     allowed = {action for action, roles in ACTION_ROLES.items() if roles & user.roles}
+    view = _progress_view(plan)
     return render(request, "plan.html", {
-        "plan": plan, "progress": plan.get("progress") or {}, "allowed": allowed,
-        "approvals": _approvals(plan)})
+        "plan": plan, "progress": view, "allowed": allowed,
+        "available": set(view["actions"])})
 
 
 @router.get("/{plan_id}/progress.json")
@@ -121,17 +131,7 @@ async def plan_progress(plan_id: str, user: UserDep, api: AdminApiDep) -> JSONRe
     result = await api.get(user, f"/plans/{quote(plan_id, safe='')}")
     if not result.ok:
         return JSONResponse({"error": result.error_text()}, status_code=result.status)
-    plan = result.body
-    progress = plan.get("progress") or {}
-    return JSONResponse({
-        "status": progress.get("status") or plan["status"],
-        "phase": progress.get("phase"),
-        "detail": progress.get("detail") or plan.get("status_detail"),
-        "paused": bool(progress.get("paused")),
-        "batches": progress.get("batches") or [],
-        "steps": progress.get("steps") or plan.get("steps") or [],
-        "approved_by": _approvals(plan),
-    }, headers={"cache-control": "no-store"})
+    return JSONResponse(_progress_view(result.body), headers={"cache-control": "no-store"})
 
 
 @router.post("/{plan_id}/{action}", dependencies=[Depends(require_csrf)])
@@ -156,9 +156,30 @@ async def plan_action(request: Request, plan_id: str, action: str, user: UserDep
     return RedirectResponse(f"{root(request)}/plans/{quote(plan_id, safe='')}", status_code=303)
 
 
-def _approvals(plan: dict[str, Any]) -> list[Any]:
-    """Return the plan's approvals from the API: its own list, else the workflow's approvers."""
-    if isinstance(plan.get("approvals"), list):
-        return plan["approvals"]
+def _progress_view(plan: dict[str, Any]) -> dict[str, Any]:
+    """Return what the plan page shows live: status, batches, steps, approvers and actions.
+
+    The workflow's live progress wins over the stored plan row while the plan runs.
+    """
     progress = plan.get("progress") or {}
-    return [{"approver": name} for name in progress.get("approved_by", [])]
+    names = {d.get("device_id"): d.get("device_name") for d in plan.get("diff", [])}
+    status = progress.get("status") or plan["status"]
+    paused = bool(progress.get("paused"))
+    steps = [step | {"device": names.get(step.get("device_id")) or step.get("device_id")}
+             for step in progress.get("steps") or plan.get("steps") or []]
+    batches = [batch | {"devices": [names.get(d) or d for d in batch.get("device_ids", [])]}
+               for batch in progress.get("batches") or []]
+    return {
+        "status": status, "phase": progress.get("phase"),
+        "detail": progress.get("detail") or plan.get("status_detail"),
+        "paused": paused, "batches": batches, "steps": steps,
+        "approved_by": list(progress.get("approved_by") or []),
+        "actions": _available_actions(status, paused),
+    }
+
+
+def _available_actions(status: str, paused: bool) -> list[str]:
+    """Return the actions that make sense for a plan in ``status``."""
+    available = [action for action, states in ACTION_STATES.items() if status in states]
+    hidden = "pause" if paused else "resume"
+    return [action for action in available if action != hidden]

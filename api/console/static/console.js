@@ -94,6 +94,18 @@ async function fetchJson(url) {
   return response.json();
 }
 
+// Show only the plan actions the current state allows; the server sends the list.
+function showActions(actions) {
+  const forms = Array.from(document.querySelectorAll("form[data-plan-action]"));
+  let shown = 0;
+  for (const form of forms) {
+    form.hidden = !actions.includes(form.dataset.planAction);
+    if (!form.hidden) shown += 1;
+  }
+  const none = document.getElementById("no-actions");
+  if (none) none.hidden = shown > 0;
+}
+
 function pollPlan(section) {
   const status = document.getElementById("plan-status");
   const tick = async () => {
@@ -111,13 +123,12 @@ function pollPlan(section) {
     document.getElementById("plan-detail").textContent = data.detail || "";
     document.getElementById("plan-paused").hidden = !data.paused;
     replaceItems(document.getElementById("plan-batches"),
-      data.batches.map((b) => `${b.label}: ${b.device_ids.length} device(s), ${b.status}`),
+      data.batches.map((b) => `${b.label} (${b.devices.join(", ")}): ${b.status}`),
       "No batches yet; they appear when the rollout starts.");
     replaceRows(document.getElementById("plan-steps"),
-      data.steps.map((s) => [s.seq, s.device_id, s.path, s.action, s.status, s.error]));
-    replaceItems(document.getElementById("plan-approvals"),
-      data.approved_by.map((a) => (typeof a === "string" ? a : a.approver || a.by || JSON.stringify(a))),
-      "No approvals yet.");
+      data.steps.map((s) => [s.seq, s.device, s.path, s.action, s.status, s.error]));
+    replaceItems(document.getElementById("plan-approvals"), data.approved_by, "No approvals yet.");
+    showActions(data.actions);
     section.dataset.status = data.status;
     if (!PLAN_DONE.has(data.status)) window.setTimeout(tick, POLL_INTERVAL_MS);
   };
