@@ -285,3 +285,16 @@ async def test_tools_list_marks_v1_deprecated(stack: Stack):
     assert old.meta["tikflow/replacement"] == "ip.address.list.v2"
     assert new.meta["tikflow/status"] == "active"
     assert "deprecated tool called" in stack.logs()
+
+
+async def test_tag_plan_applies_on_every_device(stack: Stack, fleet: SimulatorProcess):
+    """Applying a typed plan targeted by tag changes every tagged device."""
+    async with stack.mcp() as mcp:
+        created = await mcp.call("plan.system_identity.set.v1", {
+            "description": "name the edge routers", "tag": "edge", "name": "edge-router"})
+        await mcp.call("plan.apply.v1", {"plan_id": created["plan_id"],
+                                         "plan_hash": created["plan_hash"]})
+        final = await wait_for_end(mcp, created["plan_id"], timeout=120)
+    assert final["status"] == "applied", final
+    for name in ("r1", "r2", "r3"):
+        assert fleet.state(name, "/system/identity")[0]["name"] == "edge-router", name
