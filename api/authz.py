@@ -238,6 +238,22 @@ async def authorize_device(device: Device) -> None:
     await access.authorize_device(call, device)
 
 
+async def authorize_plan(services: Any, roles: Iterable[str], plan_id: str, tier: str, *,
+                         what: str) -> None:
+    """Check ``tier`` against every environment of a plan, for routes that act on plans.
+
+    Raises ``AccessDenied``. A plan that does not exist passes, so the caller's own lookup can
+    report it as not found.
+    """
+    access = tool_access(services)
+    async with access.db.session() as session:
+        plan = await session.get(Plan, plan_id)
+    if plan is None:
+        return
+    for environment in plan.environments:
+        access.matrix.check(roles, tier, environment, what=what)
+
+
 def tool_access(services: Any) -> ToolAccess:
     """Return the ``ToolAccess`` of an api's services, creating it on first use."""
     access = getattr(services, "tool_access", None)

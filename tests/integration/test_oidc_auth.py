@@ -22,7 +22,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from sqlalchemy import select
 
-from api.authz import ROLES, TIERS, AccessMatrix, tool_access
+from api.authz import ROLES, TIERS, AccessDenied, AccessMatrix, authorize_plan, tool_access
 from api.breakglass import create_account
 from api.deps import require_tier
 from api.ratelimit import RateLimiter
@@ -438,3 +438,13 @@ async def test_oidc_route_tier_follows_matrix(idp: MockIdP, api: RunningApi) -> 
     assert responses["reader"].status_code == 403
     assert "needs plan access" in responses["reader"].json()["detail"]
     assert responses["operator"].json() == {"subject": "operator@example.com"}
+
+
+async def test_oidc_plan_routes_helper(api: RunningApi) -> None:
+    """authorize_plan checks a tier against every environment of the plan."""
+    services = api.app.state.services
+    with pytest.raises(AccessDenied, match="needs apply access on prod devices"):
+        await authorize_plan(services, ["operator"], "plan-prod", "apply", what="applying plan-prod")
+    await authorize_plan(services, ["operator"], "plan-lab", "apply", what="applying plan-lab")
+    await authorize_plan(services, ["approver"], "plan-prod", "apply", what="applying plan-prod")
+    await authorize_plan(services, ["reader"], "no-such-plan", "apply", what="applying a plan")
