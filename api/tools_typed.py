@@ -22,6 +22,7 @@ from api.targeting import resolve_authorized_targets
 from planning import typed
 from planning.model import ChangeRequest
 from planning.validation import PlanValidationError
+from routeros.errors import UnknownPath
 from storage.models import Device
 
 PLAN = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False,
@@ -38,7 +39,7 @@ Rollout = Annotated[RolloutOptions | None, Field(
                 "when omitted")]
 PlaceBefore = Annotated[str | int | None, Field(
     description="The .id of the rule (like *5) to insert the new rule before, from the list "
-                "tools; positions are refused. Omit to append at the end of the table")]
+                "tools; positions are rejected. Omit to append at the end of the table")]
 
 TARGETS_HELP = (" Target devices with `devices`, `tag` or `environment`; each target device gets "
                 "the change and its own diff. Returns the plan id, hash, risk and diff; nothing "
@@ -62,8 +63,14 @@ class DeviceTables:
     async def read(self, device: Device, path: str) -> list[dict[str, str]]:
         key = (device.id, path)
         if key not in self._rows:
-            async with self.services.sessions.session(device) as client:
-                self._rows[key] = await client.print(path)
+            try:
+                async with self.services.sessions.session(device) as client:
+                    self._rows[key] = await client.print(path)
+            except UnknownPath:
+                raise PlanValidationError(
+                    f"{path} is not a menu on {device.name} (RouterOS {device.version or 'unknown'}),"
+                    " so this change cannot be planned there; leave the device out of the target"
+                ) from None
         return self._rows[key]
 
 
