@@ -1,9 +1,9 @@
 """Bearer JWT validation against the configured OpenID Connect issuer.
 
 tikflow is an OAuth 2.0 resource server: it never handles passwords, it checks tokens the IdP
-signed. The discovery document and the JWKS are fetched on first use and cached; a token
-signed with a key id the cache does not hold triggers one JWKS refetch, at most every
-``auth.jwks_refresh_min_seconds``, so keys rotate without a restart and garbage tokens cannot
+signed. The discovery document and the JWKS are fetched on first use and cached. A token
+signed with a key id missing from the cache triggers one JWKS refetch, at most every
+``auth.jwks_refresh_min_seconds``. So keys rotate without a restart, and garbage tokens cannot
 make tikflow hammer the IdP.
 
 NOTE: the caches live in each api process. They only hold public data fetched from the IdP,
@@ -161,7 +161,7 @@ class OidcVerifier:
         if self._keys is not None and not (refresh and self._stale()):
             return self._keys
         async with self._lock:
-            # Another request may have fetched while this one waited; the interval also holds
+            # Another request may have fetched while this one waited. The interval also applies
             # while the IdP is down and nothing is cached, so outages do not multiply requests.
             if (self._keys is None or refresh) and self._stale():
                 await self._fetch_keys()

@@ -4,8 +4,8 @@ Fixed one-minute windows: each hit increments the row for (key, window) with an
 ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING`` upsert, which is atomic on PostgreSQL and
 SQLite, so every api replica counts against the same limit.
 
-NOTE: fixed windows let a caller make up to twice the limit within one minute when it spans a
-window boundary; a sliding window would need a row per hit.
+NOTE: fixed windows let a caller make up to twice the limit within one minute that spans a
+window boundary. A sliding window would avoid that but needs a row per hit.
 """
 
 from __future__ import annotations
