@@ -140,7 +140,7 @@ class OAuthClient:
         return self._discovery
 
     async def login_with_browser(self, open_url: Callable[[str], Awaitable[None] | None], *,
-                                 timeout: float = 300.0) -> StoredToken:
+                                 wait_seconds: float = 300.0) -> StoredToken:
         """Run the authorization code grant with PKCE through a loopback redirect."""
         discovery = await self.discovery()
         verifier = secrets.token_urlsafe(64)
@@ -158,9 +158,9 @@ class OAuthClient:
             if opened is not None:
                 await opened
             try:
-                params = await asyncio.wait_for(callback.result, timeout)
+                params = await asyncio.wait_for(callback.result, wait_seconds)
             except TimeoutError:
-                raise LoginError(f"no login callback from the browser within {timeout:.0f} s; run "
+                raise LoginError(f"no login callback from the browser within {wait_seconds:.0f} s; run "
                                  "`tikflow login` again or use --device") from None
         finally:
             await callback.stop()

@@ -10,9 +10,8 @@ UPDATE and DELETE; on PostgreSQL only a role allowed to disable triggers (the ta
 superuser) can still prune old rows, and only on purpose.
 """
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0003'
 down_revision = '0002'

@@ -12,7 +12,13 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from api.breakglass import BreakGlassAccount, create_account, disable_account, find_token, list_accounts
+from api.breakglass import (
+    BreakGlassAccount,
+    create_account,
+    disable_account,
+    find_token,
+    list_accounts,
+)
 from api.ratelimit import RateLimited, RateLimiter, RateLimitWindow
 from storage.db import Database
 from storage.migrate import upgrade

@@ -27,7 +27,14 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from storage.models import AuditEvent
-from tests.support.oidc import CLIENT_ID, CLIENT_SECRET, MockIdP, RunningApi, running_api
+from tests.support.oidc import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    MockIdP,
+    RunningApi,
+    running_api,
+    wait_until_started,
+)
 from tikflow.login import (
     LoginError,
     OAuthClient,
@@ -69,7 +76,7 @@ def _browser_as(subject: str, *, tamper_state: bool = False) -> Any:
 
 async def test_oidc_login_browser_pkce(idp: MockIdP, tmp_path: Path) -> None:
     """The browser login returns tokens for the user and saves them readable by the user only."""
-    token = await _client(idp).login_with_browser(_browser_as("alice"), timeout=10)
+    token = await _client(idp).login_with_browser(_browser_as("alice"), wait_seconds=10)
     assert token.issuer == idp.issuer
     assert token.refresh_token
     # The provider's access tokens are opaque, so the ID token is what tikflow receives.
@@ -86,7 +93,7 @@ async def test_oidc_login_browser_pkce(idp: MockIdP, tmp_path: Path) -> None:
 async def test_oidc_login_rejects_wrong_state(idp: MockIdP) -> None:
     """A callback whose state differs from the request is refused."""
     with pytest.raises(LoginError, match="wrong state"):
-        await _client(idp).login_with_browser(_browser_as("alice", tamper_state=True), timeout=10)
+        await _client(idp).login_with_browser(_browser_as("alice", tamper_state=True), wait_seconds=10)
 
 
 async def test_oidc_login_times_out(idp: MockIdP) -> None:
@@ -96,7 +103,7 @@ async def test_oidc_login_times_out(idp: MockIdP) -> None:
         return None
 
     with pytest.raises(LoginError, match="--device"):
-        await _client(idp).login_with_browser(ignore, timeout=0.2)
+        await _client(idp).login_with_browser(ignore, wait_seconds=0.2)
 
 
 async def test_oidc_login_device_needs_support(idp: MockIdP) -> None:
@@ -113,7 +120,7 @@ async def test_oidc_login_bad_issuer() -> None:
 
 async def test_oidc_refresh_when_expiring(idp: MockIdP, tmp_path: Path) -> None:
     """An expiring stored token is refreshed through the provider and saved."""
-    token = await _client(idp).login_with_browser(_browser_as("alice"), timeout=10)
+    token = await _client(idp).login_with_browser(_browser_as("alice"), wait_seconds=10)
     path = save_token(replace(token, expires_at=time.time() + 5), tmp_path / "token.json")
 
     refreshed = await fresh_token(_client(idp), path)
@@ -167,7 +174,7 @@ async def api(idp: MockIdP, tmp_path: Path) -> AsyncIterator[RunningApi]:
 
 async def test_oidc_mcp_stdio_bridge(idp: MockIdP, api: RunningApi, tmp_path: Path) -> None:
     """A stdio MCP client reaches the remote api through the bridge, which refreshes the token."""
-    token = await _client(idp).login_with_browser(_browser_as("alice"), timeout=10)
+    token = await _client(idp).login_with_browser(_browser_as("alice"), wait_seconds=10)
     config_home = tmp_path / "config"
     path = save_token(replace(token, expires_at=time.time() - 1), config_home / "tikflow" / "token.json")
 
@@ -242,9 +249,7 @@ async def serve_device_provider(provider: DeviceGrantProvider) -> AsyncIterator[
     server = uvicorn.Server(uvicorn.Config(provider.app, log_level="warning", lifespan="off"))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
-        async with asyncio.timeout(20):
-            while not server.started:
-                await asyncio.sleep(0.02)
+        await asyncio.wait_for(wait_until_started(server, task), timeout=20)
         yield
     finally:
         server.should_exit = True

@@ -136,7 +136,7 @@ async def running_api(settings_for: Any) -> AsyncIterator[RunningApi]:
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
-        await asyncio.wait_for(_until_started(server, task), timeout=20)
+        await asyncio.wait_for(wait_until_started(server, task), timeout=20)
         yield RunningApi(app=app, url=f"http://127.0.0.1:{port}", settings=settings)
     finally:
         server.should_exit = True
@@ -144,7 +144,8 @@ async def running_api(settings_for: Any) -> AsyncIterator[RunningApi]:
         sock.close()
 
 
-async def _until_started(server: uvicorn.Server, task: asyncio.Task[None]) -> None:
+async def wait_until_started(server: uvicorn.Server, task: asyncio.Task[None]) -> None:
+    """Return once uvicorn listens; raise if its task ended first. Bound it with wait_for."""
     while not server.started:
         if task.done():
             task.result()

@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from api.authz import DEFAULT_MATRIX, ENVIRONMENTS, ROLES, TIERS, AccessDenied, AccessMatrix, roles_from_claims
+from api.authz import (
+    DEFAULT_MATRIX,
+    ENVIRONMENTS,
+    ROLES,
+    TIERS,
+    AccessDenied,
+    AccessMatrix,
+    roles_from_claims,
+)
 from tikflow.settings import AuthSettings, Settings, is_loopback_host
 
 
