@@ -18,8 +18,8 @@ import os
 import tomllib
 from enum import StrEnum
 from functools import lru_cache
-from pathlib import Path
 from ipaddress import ip_address
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit, urlunsplit
 
