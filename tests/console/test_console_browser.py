@@ -14,23 +14,18 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
-from playwright.async_api import BrowserContext, Page, Playwright, async_playwright, expect
+from playwright.async_api import Page, Playwright, expect
 
 from api.breakglass import create_account
 from inventory.devices import Inventory, enrol_device, load_key_ring
 from storage.db import Database
+from tests.console.browser import open_browser, shot
 from tests.support.simulator import SimulatorProcess, product_samples, start_simulator
 from tests.support.stack import Stack, start_stack
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-SCREENSHOTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
 # r1 is registered through the console; r2-r6 are lab devices for the rollout; r7 is prod.
 LAB_FLEET = ["r2", "r3", "r4", "r5", "r6"]
 PROD_DEVICE = "r7"
@@ -69,25 +64,6 @@ async def stack(fleet: SimulatorProcess, temporal_server, tmp_path_factory) -> A
 
 
 @pytest.fixture(scope="module")
-async def playwright() -> AsyncIterator[Playwright]:
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: install the Debian package chromium "
-                    "(apt-get install -y chromium; it is listed in .ci/debian-packages.txt)")
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    async with async_playwright() as running:
-        yield running
-
-
-async def open_browser(playwright: Playwright, profile: Path, **options) -> BrowserContext:
-    """Start Chromium with a new, empty profile directory."""
-    shutil.rmtree(profile, ignore_errors=True)
-    context = await playwright.chromium.launch_persistent_context(
-        profile, executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS, **options)
-    context.set_default_timeout(20_000)
-    return context
-
-
-@pytest.fixture(scope="module")
 async def operator(playwright: Playwright, stack: Stack, tmp_path_factory) -> AsyncIterator[Page]:
     """dev-admin's browser, signed in with the development token."""
     context = await open_browser(playwright, tmp_path_factory.mktemp("operator") / "profile")
@@ -113,10 +89,6 @@ async def sign_in(page: Page, stack: Stack, token: str) -> None:
     await page.get_by_label(re.compile("token")).fill(token)
     await page.get_by_role("button", name="Sign in").click()
     await expect(page).to_have_url(re.compile(r"/console/devices$"))
-
-
-async def shot(page: Page, name: str) -> None:
-    await page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
 
 
 async def focused_id(page: Page) -> str:
