@@ -72,7 +72,10 @@ class AdminApi:
     async def call(self, principal: Principal, method: str, path: str, *,
                    json: Any = None, params: dict[str, Any] | None = None) -> ApiResult:
         """Send one request to ``/api/v1{path}`` and return its status and JSON body."""
-        transport = httpx.ASGITransport(app=_WithPrincipal(self._app, principal))
+        # An exception inside a route becomes the 500 response a remote client would get,
+        # so a page can show "failed" instead of failing itself.
+        transport = httpx.ASGITransport(app=_WithPrincipal(self._app, principal),
+                                        raise_app_exceptions=False)
         clean_params = {k: v for k, v in (params or {}).items() if v not in (None, "")}
         async with httpx.AsyncClient(transport=transport, base_url="http://console.internal",
                                      timeout=CALL_TIMEOUT) as client:

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import re
 import secrets
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from storage.models import Device
 from tests.support.oidc import RunningApi, running_api
 from tikflow.settings import Settings
 
@@ -133,3 +135,67 @@ async def test_console_sign_out_ends_session(api: RunningApi) -> None:
 
     assert response.status_code == 303
     assert after.status_code == 303
+
+
+async def add_device(api: RunningApi, name: str, port: int) -> str:
+    """Store an active device whose address refuses connections."""
+    services = api.app.state.services
+    device_id = f"dev-{name}"
+    async with services.db.session() as session:
+        session.add(Device(id=device_id, name=name, address="127.0.0.1", port=port, transport="api",
+                           environment="lab", status="active", tags=["t"], facts={}))
+    await services.inventory.add_credential(device_id, "tikflow", "secret-password-1")
+    return device_id
+
+
+def closed_port() -> int:
+    """Return a loopback port that nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+async def test_console_device_page_survives_dead_device_and_temporal(api: RunningApi) -> None:
+    """With the router and Temporal both down, the page still renders and says what failed."""
+    device_id = await add_device(api, "dead-1", closed_port())
+    async with httpx.AsyncClient(base_url=api.url, timeout=60) as http:
+        await sign_in(http)
+        page = await http.get(f"/console/devices/{device_id}")
+        table = await http.get(f"/console/devices/{device_id}", params={"view": "firewall"})
+        polled = await http.get(f"/console/devices/{device_id}/operations.json")
+
+    assert page.status_code == 200
+    assert "dead-1" in page.text
+    assert "the device could not be read" in page.text
+    assert "secret-password-1" not in page.text
+    assert table.status_code == 200
+    assert "the device could not be read" in table.text
+    assert polled.status_code == 503
+    assert "Temporal is not reachable" in polled.json()["error"]
+
+
+async def test_console_unknown_device_shows_not_found(api: RunningApi) -> None:
+    """An unknown device gives a 404 page naming the problem, not a stack trace."""
+    async with httpx.AsyncClient(base_url=api.url, timeout=30) as http:
+        await sign_in(http)
+        response = await http.get("/console/devices/no-such-router")
+
+    assert response.status_code == 404
+    assert "no device with id or name" in response.text
+    assert "Traceback" not in response.text
+
+
+async def test_console_register_error_keeps_input_but_not_password(api: RunningApi) -> None:
+    """A rejected registration shows the API's field errors and never echoes the password."""
+    async with httpx.AsyncClient(base_url=api.url, timeout=30) as http:
+        await sign_in(http)
+        form = await http.get("/console/devices/new")
+        response = await http.post("/console/devices/new", data={
+            "csrf_token": hidden_csrf(form.text), "name": "bad name", "address": "10.0.0.1",
+            "transport": "api", "environment": "lab", "username": "tikflow",
+            "password": "hunter2-secret", "tags": "ok"})
+
+    assert response.status_code == 422
+    assert "hunter2-secret" not in response.text
+    assert 'value="bad name"' in response.text
+    assert "name must be 1-64 letters" in response.text
