@@ -28,7 +28,7 @@ def create_console(app: FastAPI) -> FastAPI | PlainTextResponse:
     """Build the console for the api ``app``; mount the result at ``/console``.
 
     When the configuration cannot run the console (no session secret outside the lab
-    profile) every console URL answers 503 with what to set, and the rest of the api runs.
+    profile) every console URL returns 503 naming the missing setting, and the rest of the api runs.
     """
     settings = app.state.settings
     try:

@@ -23,7 +23,7 @@ async def audit_page(request: Request, user: UserDep, api: AdminApiDep, q: str |
     """List audit events, newest first, filtered like ``/api/v1/audit`` plus a text search.
 
     The text search runs over the page the API returned, so it narrows one page of
-    ``PAGE_SIZE`` events; the filters above it narrow the whole trail.
+    ``PAGE_SIZE`` events. The filters narrow the whole trail.
     """
     filters = {key: (request.query_params.get(key) or "").strip() for key in FILTERS}
     result = await api.get(user, "/audit", limit=PAGE_SIZE, before_id=before_id, **filters)

@@ -2,9 +2,9 @@
 
 With ``oidc.issuer`` configured the console sends the browser to the identity provider and
 turns the returned token into a session. The token form accepts the development token in
-the lab profile and break-glass tokens when break-glass is enabled; either way the token is
-checked by the api's own ``TokenAuthenticator`` and then dropped, so only the resulting
-identity and roles are kept in the session.
+the lab profile and break-glass tokens when break-glass is enabled. Either way the api's own
+``TokenAuthenticator`` checks the token, and the console then drops it: the session keeps only
+the resulting identity and roles.
 """
 
 from __future__ import annotations

@@ -41,6 +41,8 @@ LIVE_ROW_LIMIT = 500
 # decommission needs admin.
 DEVICE_READERS = {"reader", "operator", "admin"}
 CHANGE_ROLES = {"operator", "admin"}
+REGISTER_FIELDS = ("name", "address", "port", "transport", "environment", "tags", "username",
+                   "password_ref", "tls_fingerprint")
 # Seconds a page waits for a device before it shows an error instead of the table.
 DEVICE_READ_TIMEOUT = 15.0
 
@@ -81,40 +83,43 @@ async def register_page(request: Request, user: UserDep) -> Response:
 async def register_submit(request: Request, user: UserDep, api: AdminApiDep) -> Response:
     """Register a device through the admin API and show its registration progress."""
     form = await request.form()
-    fields = {key: str(form.get(key, "")).strip() for key in (
-        "name", "address", "port", "transport", "environment", "tags", "username",
-        "password_ref", "tls_fingerprint")}
-    password = str(form.get("password", ""))
+    fields = {key: str(form.get(key, "")).strip() for key in REGISTER_FIELDS}
+    body, errors = _registration_body(fields, str(form.get("password", "")))
+
+    result = None if errors else await api.post(user, "/devices", body)
+    if result is not None and result.ok:
+        flash(request, f"Registration of {fields['name']} started.", "success")
+        target = f"{root(request)}/devices/{quote(result.body['device_id'], safe='')}"
+        return RedirectResponse(f"{target}?operation={quote(result.body['workflow_id'], safe='')}",
+                                status_code=303)
+    if result is not None:
+        errors |= result.field_errors() or {"form": result.error_text()}
+
+    # The password is never sent back into the page, not even after a failed attempt.
+    return render(request, "device_register.html", {
+        "form": fields, "errors": errors, "environments": ENVIRONMENTS, "transports": TRANSPORTS},
+        status_code=result.status if result is not None else 422)
+
+
+def _registration_body(fields: dict[str, str], password: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """Return the admin API's registration body from the form, and errors found on the way."""
     body: dict[str, Any] = {
         "name": fields["name"], "address": fields["address"], "transport": fields["transport"],
         "environment": fields["environment"], "username": fields["username"],
         "tags": [t.strip() for t in fields["tags"].split(",") if t.strip()],
     }
     errors: dict[str, str] = {}
-    if fields["port"]:
-        if fields["port"].isdigit():
-            body["port"] = int(fields["port"])
-        else:
-            errors["port"] = "port must be a number from 1 to 65535"
+    if fields["port"].isdigit():
+        body["port"] = int(fields["port"])
+    elif fields["port"]:
+        errors["port"] = "port must be a number from 1 to 65535"
     if fields["tls_fingerprint"]:
         body["tls_fingerprint"] = fields["tls_fingerprint"]
     if password:
         body["password"] = password
     if fields["password_ref"]:
         body["password_ref"] = fields["password_ref"]
-    result = None if errors else await api.post(user, "/devices", body)
-    if result is not None and result.ok:
-        started = result.body
-        flash(request, f"Registration of {fields['name']} started.", "success")
-        target = f"{root(request)}/devices/{quote(started['device_id'], safe='')}"
-        return RedirectResponse(f"{target}?operation={quote(started['workflow_id'], safe='')}",
-                                status_code=303)
-    if result is not None:
-        errors |= result.field_errors() or {"form": result.error_text()}
-    # The password is never sent back into the page, not even after a failed attempt.
-    return render(request, "device_register.html", {
-        "form": fields, "errors": errors, "environments": ENVIRONMENTS, "transports": TRANSPORTS},
-        status_code=result.status if result is not None else 422)
+    return body, errors
 
 
 @router.get("/{device}")
@@ -149,16 +154,16 @@ async def device_page(request: Request, device: str, user: UserDep, api: AdminAp
 async def device_operations(request: Request, device: str, user: UserDep) -> JSONResponse:
     """Return the device's status and lifecycle workflows, polled by the device page.
 
-    The page asks every two seconds, so this calls the admin API's read functions directly
-    instead of sending requests that the API would audit each time; the role check is the
-    one those routes declare.
+    The page polls every two seconds, so this calls the admin API's read functions directly
+    instead of sending requests that the API would audit each time. The role check repeats
+    the one those routes declare.
     """
     if not DEVICE_READERS & user.roles:
         return JSONResponse({"error": "reading devices needs one of the roles: "
                                       + ", ".join(sorted(DEVICE_READERS))}, status_code=403)
     services = services_of(request)
     try:
-        shown = await show_device(device, services, user)
+        found = await show_device(device, services, user)
         operations = await list_operations(device, services, user)
     except HTTPException as err:
         return JSONResponse({"error": err.detail}, status_code=err.status_code)
@@ -167,7 +172,7 @@ async def device_operations(request: Request, device: str, user: UserDep) -> JSO
         return JSONResponse({"error": "Temporal is not reachable; operations are unknown"},
                             status_code=503)
     return JSONResponse({
-        "status": shown["status"], "status_reason": shown.get("status_reason"),
+        "status": found["status"], "status_reason": found.get("status_reason"),
         "operations": operations["items"],
     }, headers={"cache-control": "no-store"})
 

@@ -1,7 +1,7 @@
 """Plan pages: list and filter, one plan's diff, risk, approvals and live rollout progress.
 
-Actions (apply, approve, pause, resume, abort) are the admin API's plan routes; the API
-decides who may do what, and the page only hides buttons the user's roles can never use.
+Actions (apply, approve, pause, resume, abort) are the admin API's plan routes, and the API
+decides who may do what. The page only hides buttons that the user's roles can never use.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from api.console.web import AdminApiDep, UserDep, flash, render, root, services_
 
 router = APIRouter(prefix="/plans")
 
-STATUSES = ("planned", "awaiting_approval", "approved", "applying", "paused", "applied",
-            "rolling_back", "rolled_back", "failed", "aborted", "needs_operator")
+STATUSES = ("planned", "queued", "awaiting_approval", "applying", "rolling_back", "applied",
+            "rolled_back", "failed", "aborted", "needs_operator")
 RISKS = ("low", "medium", "high", "critical")
-# Roles the plan routes of the admin API accept for each action; the API still checks the
-# plan hash, the four-eyes rule, the environment and the plan's state.
+# Roles the plan routes of the admin API accept for each action. The API also checks the plan
+# hash, the four-eyes rule, the environment and the plan's state.
 ACTION_ROLES = {
     "apply": {"operator", "admin"},
     "approve": {"approver", "admin"},
@@ -130,7 +130,7 @@ async def plan_page(request: Request, plan_id: str, user: UserDep, api: AdminApi
 async def plan_progress(request: Request, plan_id: str, user: UserDep) -> JSONResponse:
     """Return status, approvals, batches and steps of a plan; the plan page polls it.
 
-    The page asks every two seconds, so this calls the admin API's read function directly
+    The page polls every two seconds, so this calls the admin API's read function directly
     instead of sending a request that the API would audit each time. That route admits any
     signed-in caller, and every console user is one.
     """

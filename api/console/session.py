@@ -26,7 +26,7 @@ _USER_KEY = "user"
 
 
 class ConsoleUnavailable(RuntimeError):
-    """The console cannot run with this configuration; the message says what to set."""
+    """The console cannot run with this configuration; the message names the setting to change."""
 
 
 def session_secret(settings: Settings) -> str:
@@ -75,7 +75,7 @@ def sign_out(request: Request) -> None:
 
 
 def current_principal(request: Request) -> Principal | None:
-    """Return the signed-in caller, or None when nobody is signed in or the session expired."""
+    """Return the signed-in caller, or None when no user is signed in or the session expired."""
     stored: Any = request.session.get(_USER_KEY)
     if not isinstance(stored, dict):
         return None

@@ -84,7 +84,12 @@ def _rows_for(tag: str, left: list[str], right: list[str], i1: int, i2: int,
     for offset in range(max(i2 - i1, j2 - j1)):
         i, j = i1 + offset, j1 + offset
         has_left, has_right = i < i2, j < j2
-        kind = "changed" if has_left and has_right else ("removed" if has_left else "added")
+        if has_left and has_right:
+            kind = "changed"
+        elif has_left:
+            kind = "removed"
+        else:
+            kind = "added"
         rows.append(DiffRow(kind, i + 1 if has_left else None, left[i] if has_left else "",
                             j + 1 if has_right else None, right[j] if has_right else ""))
     return rows

@@ -12,7 +12,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
-# Milliseconds a Playwright action or expectation waits unless told otherwise.
+# Default milliseconds a Playwright action or expectation waits.
 DEFAULT_TIMEOUT_MS = 20_000
 
 

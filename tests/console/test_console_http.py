@@ -156,7 +156,7 @@ def closed_port() -> int:
 
 
 async def test_console_device_page_survives_dead_device_and_temporal(api: RunningApi) -> None:
-    """With the router and Temporal both down, the page still renders and says what failed."""
+    """With the router and Temporal both down, the page still renders and reports what failed."""
     device_id = await add_device(api, "dead-1", closed_port())
     async with httpx.AsyncClient(base_url=api.url, timeout=60) as http:
         await sign_in(http)

@@ -118,7 +118,7 @@ async def test_console_oidc_hides_token_form_outside_lab(playwright: Playwright,
 
 
 async def test_console_oidc_callback_without_state_is_refused(api: RunningApi) -> None:
-    """A callback that the console did not start (no state in the session) signs nobody in."""
+    """A callback that the console did not start (no state in the session) starts no session."""
     async with httpx.AsyncClient(base_url=api.url, timeout=10) as http:
         response = await http.get("/console/auth/callback", params={"code": "x", "state": "y"})
         devices = await http.get("/console/devices")

@@ -3,7 +3,8 @@
 "use strict";
 
 const POLL_INTERVAL_MS = 2000;
-const PLAN_DONE = new Set(["applied", "rolled_back", "failed", "aborted", "expired", "rejected"]);
+// Final plan states; needs_operator is not final because the workflow waits for an operator.
+const PLAN_DONE = new Set(["applied", "rolled_back", "failed", "aborted"]);
 
 function fieldMessage(input) {
   const value = input.value.trim();
@@ -97,13 +98,13 @@ async function fetchJson(url) {
 // Show only the plan actions the current state allows; the server sends the list.
 function showActions(actions) {
   const forms = Array.from(document.querySelectorAll("form[data-plan-action]"));
-  let shown = 0;
+  let visibleCount = 0;
   for (const form of forms) {
     form.hidden = !actions.includes(form.dataset.planAction);
-    if (!form.hidden) shown += 1;
+    if (!form.hidden) visibleCount += 1;
   }
   const none = document.getElementById("no-actions");
-  if (none) none.hidden = shown > 0;
+  if (none) none.hidden = visibleCount > 0;
 }
 
 function pollPlan(section) {
