@@ -79,7 +79,14 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with mcp.session_manager.run():
-            yield
+            # systemd (Type=notify) waits for READY and restarts the unit when pings stop.
+            sdnotify.notify("READY=1")
+            watchdog = asyncio.create_task(sdnotify.run_watchdog())
+            try:
+                yield
+            finally:
+                sdnotify.notify("STOPPING=1")
+                watchdog.cancel()
         await authenticator.close()
         await services.close()
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
+from api.authz import AccessDenied, authorize_plan
 from api.deps import PrincipalDep, ServicesDep, require_role
 from api.plan_actions import (
     ActionRefused,
@@ -96,6 +97,14 @@ class ControlReason(BaseModel):
     reason: str | None = None
 
 
+async def _authorize(services, principal: Principal, plan_id: str, tier: str, what: str) -> None:
+    """Apply the role x tier x environment matrix to every environment the plan touches."""
+    try:
+        await authorize_plan(services, principal.roles, plan_id, tier, what=what)
+    except AccessDenied as err:
+        raise HTTPException(403, detail=str(err)) from None
+
+
 def _refused(err: ActionRefused | PlanValidationError | DeviceNotFound) -> HTTPException:
     code = err.status_code if isinstance(err, ActionRefused) else (
         404 if isinstance(err, DeviceNotFound) else 422)
@@ -118,6 +127,7 @@ async def apply_plan_route(plan_id: str, body: PlanHash, services: ServicesDep,
                            principal: Annotated[Principal, Depends(require_role("operator", "admin"))],
                            ) -> dict[str, Any]:
     """Start the plan's apply workflow; it waits for approval where policy asks for it."""
+    await _authorize(services, principal, plan_id, "apply", f"applying plan {plan_id}")
     try:
         return await apply_plan(services, principal, plan_id, body.plan_hash)
     except ActionRefused as err:
@@ -129,6 +139,7 @@ async def approve_plan_route(plan_id: str, body: PlanHash, services: ServicesDep
                              principal: Annotated[Principal, Depends(require_role("approver", "admin"))],
                              ) -> dict[str, Any]:
     """Approve a plan waiting for approval; the hash binds the approval to what was reviewed."""
+    await _authorize(services, principal, plan_id, "apply", f"approving plan {plan_id}")
     try:
         return await approve_plan(services, principal, plan_id, body.plan_hash, body.note)
     except ActionRefused as err:
@@ -141,6 +152,7 @@ async def control_plan_route(plan_id: str, action: Literal["pause", "resume", "a
                              principal: Annotated[Principal, Depends(require_role("operator", "admin"))],
                              body: ControlReason | None = None) -> dict[str, Any]:
     """Pause, resume or abort a running plan; abort undoes what the plan changed."""
+    await _authorize(services, principal, plan_id, "apply", f"{action} of plan {plan_id}")
     try:
         return await control_plan(services, principal, plan_id, action, body.reason if body else None)
     except ActionRefused as err:
