@@ -18,8 +18,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.console import audit_pages, auth, device_pages, incident_pages, plan_pages
 from api.console.admin_client import AdminApi
-from api.console.session import SESSION_COOKIE, SESSION_MAX_AGE, ConsoleUnavailable, session_secret
-from api.console.web import SignInRequired, login_url, render, root
+from api.console.session import (
+    SESSION_COOKIE,
+    SESSION_MAX_AGE,
+    ConsoleUnavailable,
+    current_principal,
+    session_secret,
+)
+from api.console.web import SignInRequired, home_path, login_url, render, root
 
 log = structlog.get_logger(__name__)
 
@@ -58,7 +64,10 @@ def create_console(app: FastAPI) -> FastAPI | PlainTextResponse:
 
 
 async def _home(request: Request) -> Response:
-    return RedirectResponse(f"{root(request)}/devices", status_code=303)
+    principal = current_principal(request)
+    if principal is None:
+        return RedirectResponse(f"{root(request)}/login", status_code=303)
+    return RedirectResponse(home_path(request, principal), status_code=303)
 
 
 async def _to_sign_in(request: Request, exc: Exception) -> Response:

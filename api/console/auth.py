@@ -20,7 +20,7 @@ from fastapi.responses import RedirectResponse, Response
 from api.authz import tool_access
 from api.console.csrf import require_csrf
 from api.console.session import sign_in, sign_out
-from api.console.web import flash, render, root, safe_next
+from api.console.web import console_path, flash, home_path, render, root
 from api.ratelimit import RateLimited
 from api.security import Principal, TokenAuthenticator
 from tikflow.settings import Profile, Settings
@@ -57,7 +57,7 @@ def token_form_enabled(settings: Settings) -> bool:
 
 def _login_context(request: Request, next_path: str, error: str | None = None) -> dict[str, Any]:
     settings: Settings = request.app.state.settings
-    return {"next": safe_next(request, next_path), "error": error,
+    return {"next": console_path(request, next_path) or "", "error": error,
             "oidc": request.app.state.oauth is not None,
             "token_form": token_form_enabled(settings),
             "lab": settings.env is Profile.LAB}
@@ -100,7 +100,7 @@ async def login_with_oidc(request: Request, next: str | None = None) -> Response
     if oauth is None:
         flash(request, "no identity provider is configured (oidc.issuer and oidc.client_id)", "error")
         return RedirectResponse(f"{root(request)}/login", status_code=303)
-    request.session["after_sign_in"] = safe_next(request, next)
+    request.session["after_sign_in"] = console_path(request, next) or ""
     redirect_uri = _callback_url(request)
     return await oauth.create_client(_PROVIDER).authorize_redirect(request, redirect_uri)
 
@@ -150,7 +150,8 @@ def _finish_sign_in(request: Request, principal: Principal, next_path: str) -> R
     sign_in(request, principal)
     log.info("console sign-in", subject=principal.subject, method=principal.method,
              roles=principal.role_label)
-    return RedirectResponse(safe_next(request, next_path), status_code=303)
+    target = console_path(request, next_path) or home_path(request, principal)
+    return RedirectResponse(target, status_code=303)
 
 
 @router.post("/logout", dependencies=[Depends(require_csrf)])

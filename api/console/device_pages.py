@@ -21,7 +21,7 @@ from api.console.snapshots import (
     side_by_side,
     snapshot_lines,
 )
-from api.console.web import AdminApiDep, UserDep, flash, render, root, services_of
+from api.console.web import DEVICE_READERS, AdminApiDep, UserDep, flash, render, root, services_of
 from inventory.devices import DeviceUnavailable
 from routeros.errors import DeviceError
 
@@ -37,9 +37,7 @@ LIVE_VIEWS = {
     "firewall": ("Firewall filter rules", "/ip/firewall/filter"),
 }
 LIVE_ROW_LIMIT = 500
-# Roles the device routes of the admin API accept: for reads, for edits and rotation;
-# decommission needs admin.
-DEVICE_READERS = {"reader", "operator", "admin"}
+# Roles the device routes of the admin API accept for edits and rotation; decommission needs admin.
 CHANGE_ROLES = {"operator", "admin"}
 REGISTER_FIELDS = ("name", "address", "port", "transport", "environment", "tags", "username",
                    "password_ref", "tls_fingerprint")

@@ -56,7 +56,12 @@ def session_secret(settings: Settings) -> str:
 
 
 def sign_in(request: Request, principal: Principal) -> None:
-    """Start a fresh session for ``principal``, dropping anything stored before sign-in."""
+    """Start a fresh session for ``principal``, dropping anything stored before sign-in.
+
+    NOTE: roles are read once, at sign-in. A role removed at the identity provider, or a
+    break-glass account disabled, takes effect when the session ends (``SESSION_MAX_AGE``
+    or the token's expiry, whichever comes first), not at once.
+    """
     request.session.clear()
     expires = int(time.time()) + SESSION_MAX_AGE
     if principal.expires_at is not None:

@@ -18,6 +18,8 @@ from api.services import Services
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).with_name("templates"))
 _FLASH_KEY = "flash"
+# Roles the device routes of the admin API admit for reads; an approver alone gets 403 there.
+DEVICE_READERS = frozenset({"reader", "operator", "admin"})
 
 
 class SignInRequired(Exception):
@@ -44,13 +46,20 @@ def require_user(request: Request) -> Principal:
     return principal
 
 
-def safe_next(request: Request, candidate: str | None) -> str:
-    """Return ``candidate`` when it is a console path, else the console home (no open redirect)."""
+def console_path(request: Request, candidate: str | None) -> str | None:
+    """Return ``candidate`` when it is a path inside the console, else None (no open redirect)."""
     base = root(request)
     if candidate and candidate.startswith(base + "/") and not candidate.startswith("//") \
             and "\\" not in candidate:
         return candidate
-    return base + "/devices"
+    return None
+
+
+def home_path(request: Request, principal: Principal) -> str:
+    """Return the first page for ``principal``: devices, or plans for roles that cannot list devices."""
+    if principal.roles & DEVICE_READERS:
+        return root(request) + "/devices"
+    return root(request) + "/plans"
 
 
 def login_url(request: Request, next_path: str) -> str:

@@ -78,17 +78,18 @@ async def approver(playwright: Playwright, stack: Stack, tmp_path_factory) -> As
     """bob's browser, signed in with his break-glass token."""
     context = await open_browser(playwright, tmp_path_factory.mktemp("approver") / "profile")
     page = context.pages[0] if context.pages else await context.new_page()
-    await sign_in(page, stack, stack.approver_token)
+    # An approver cannot list devices, so the console opens on the plans.
+    await sign_in(page, stack, stack.approver_token, landing="plans")
     yield page
     await context.close()
 
 
-async def sign_in(page: Page, stack: Stack, token: str) -> None:
+async def sign_in(page: Page, stack: Stack, token: str, landing: str = "devices") -> None:
     await page.goto(f"{stack.api_url}/console/")
-    await expect(page).to_have_url(re.compile(r"/console/login"))
+    await expect(page).to_have_url(re.compile(r"/console/login$"))
     await page.get_by_label(re.compile("token")).fill(token)
     await page.get_by_role("button", name="Sign in").click()
-    await expect(page).to_have_url(re.compile(r"/console/devices$"))
+    await expect(page).to_have_url(f"{stack.api_url}/console/{landing}")
 
 
 async def focused_id(page: Page) -> str:
@@ -387,6 +388,33 @@ async def test_console_fits_a_phone(playwright: Playwright, stack: Stack, tmp_pa
             await shot(page, name)
     finally:
         await context.close()
+
+
+UNLABELLED_CONTROLS = """() => Array.from(document.querySelectorAll(
+    "input:not([type=hidden]), select, textarea, button"))
+  .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute("aria-label")
+                  && !(el.tagName === "BUTTON" && el.textContent.trim()))
+  .map((el) => el.outerHTML.slice(0, 120))"""
+
+
+async def test_console_controls_have_names_and_landmarks(operator: Page, stack: Stack):
+    """Every form control on every page has a label, and each page has one h1 and a main landmark."""
+    page = operator
+    await page.goto(f"{stack.api_url}/console/plans")
+    plan_path = await page.get_by_role("row").nth(1).get_by_role("link").get_attribute("href")
+    await page.goto(f"{stack.api_url}/console/devices")
+    device_path = await page.get_by_role("link", name="edge-r1").get_attribute("href")
+    paths = ["/console/devices", "/console/devices/new", device_path,
+             f"{device_path}?view=firewall", f"{device_path}?view=snapshots", "/console/plans",
+             "/console/plans/new", plan_path, "/console/incident", "/console/audit"]
+    for path in paths:
+        await page.goto(f"{stack.api_url}{path}")
+        assert await page.evaluate(UNLABELLED_CONTROLS) == [], path
+        await expect(page.get_by_role("heading", level=1)).to_have_count(1)
+        await expect(page.get_by_role("main")).to_have_count(1)
+        assert await page.get_attribute("html", "lang") == "en"
+    await page.goto(f"{stack.api_url}/console/plans/new")
+    await shot(page, "plan-new")
 
 
 async def create_plan_in_console(page: Page, stack: Stack, description: str, changes: list[dict],
