@@ -197,6 +197,14 @@ async def test_console_edits_and_guards_decommission(operator: Page, stack: Stac
     await expect(page.get_by_role("status").first).to_contain_text("Saved tags")
     await expect(page.locator("dl.facts")).to_contain_text("edited")
 
+    await page.get_by_role("button", name="Rotate").click()
+    await expect(page.get_by_role("status").first).to_contain_text("Credential rotation started")
+    rotation = page.locator("#operations-body tr").filter(has_text="credential-rotate:")
+    await expect(rotation).to_contain_text("rotated", timeout=WORKFLOW_WAIT_MS)
+    await expect(rotation.get_by_role("link")).to_have_attribute(
+        "href", re.compile(r"/workflows/credential-rotate%3A"))
+    await shot(page, "device-rotated")
+
     button = page.get_by_role("button", name="Decommission edge-r1")
     await expect(button).to_be_disabled()
     await page.get_by_label("Type edge-r1 to confirm").fill("edge-r")
@@ -241,6 +249,25 @@ async def test_console_four_eyes_approval_by_second_user(operator: Page, approve
     assert address in [row["address"] for row in fleet.state(PROD_DEVICE, "/ip/address")]
 
 
+async def test_console_aborts_plan_waiting_for_approval(operator: Page, stack: Stack,
+                                                        fleet: SimulatorProcess):
+    """Aborting a prod plan that waits for approval ends it as aborted with nothing changed."""
+    page = operator
+    address = "10.234.0.1/24"
+    await create_plan_in_console(page, stack, "prod change that will be aborted", [
+        {"device": PROD_DEVICE, "path": "/ip/address", "action": "add",
+         "values": {"address": address, "interface": "bridge-lan"}}])
+    await page.get_by_role("button", name="Apply").click()
+    await expect(page.locator("#plan-status")).to_have_text("awaiting_approval", timeout=30_000)
+
+    await page.get_by_role("button", name="Abort").click()
+    await expect(page.get_by_role("status").first).to_contain_text("Abort requested")
+    await expect(page.locator("#plan-status")).to_have_text("aborted", timeout=WORKFLOW_WAIT_MS)
+    await expect(page.locator("#no-actions")).to_be_visible()
+    await shot(page, "plan-aborted")
+    assert address not in [row["address"] for row in fleet.state(PROD_DEVICE, "/ip/address")]
+
+
 async def test_console_pauses_and_resumes_rollout(operator: Page, stack: Stack,
                                                   fleet: SimulatorProcess):
     """A rollout over five lab routers is paused from the plan page, held, and resumed to the end."""
@@ -281,10 +308,15 @@ async def test_console_plan_list_filters(operator: Page, stack: Stack):
     """The plan list filters by status and by text."""
     page = operator
     await page.goto(f"{stack.api_url}/console/plans")
-    await expect(page.get_by_role("row")).to_have_count(3)
+    await expect(page.get_by_role("row")).to_have_count(4)
     await page.get_by_label("Status").select_option("awaiting_approval")
     await page.get_by_role("button", name="Filter").click()
     await expect(page.get_by_text("No plans match.")).to_be_visible()
+
+    await page.get_by_label("Status").select_option("aborted")
+    await page.get_by_role("button", name="Filter").click()
+    await expect(page.get_by_role("row")).to_have_count(2)
+    await expect(page.get_by_role("row").nth(1)).to_contain_text("will be aborted")
 
     await page.get_by_label("Status").select_option("applied")
     await page.get_by_label("Search").fill("batches")
@@ -368,6 +400,22 @@ async def test_console_post_without_csrf_token_is_rejected(operator: Page, stack
     assert "security token" in await response.text()
     await operator.goto(f"{stack.api_url}/console/incident")
     await expect(operator.locator("#incident-state")).to_have_text("running")
+
+
+async def test_console_decommissions_after_typed_name(operator: Page, stack: Stack):
+    """Typing the device name and confirming decommissions it; the list then shows it inactive."""
+    page = operator
+    await page.goto(f"{stack.api_url}/console/devices")
+    await page.get_by_role("link", name="edge-r1").click()
+    await page.get_by_label("Type edge-r1 to confirm").fill("edge-r1")
+    await page.get_by_role("button", name="Decommission edge-r1").click()
+    await expect(page.get_by_role("status").first).to_contain_text("Decommissioning edge-r1 started")
+    await expect(page.locator("#device-status")).to_have_text("inactive", timeout=WORKFLOW_WAIT_MS)
+    await shot(page, "device-decommissioned")
+
+    await page.goto(f"{stack.api_url}/console/devices?status=inactive")
+    await expect(page.get_by_role("row")).to_have_count(2)
+    await expect(page.get_by_role("row").nth(1)).to_contain_text("edge-r1")
 
 
 async def test_console_fits_a_phone(playwright: Playwright, stack: Stack, tmp_path):

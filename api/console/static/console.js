@@ -89,6 +89,18 @@ function replaceItems(list, items, emptyText) {
   }));
 }
 
+// Turn each row's first cell (a workflow id) into a link to it in the Temporal UI.
+function linkWorkflows(body, base) {
+  if (!base) return;
+  for (const cell of body.querySelectorAll("tr > td:first-child")) {
+    const link = document.createElement("a");
+    link.href = base + encodeURIComponent(cell.textContent);
+    link.rel = "noopener";
+    link.textContent = cell.textContent;
+    cell.replaceChildren(link);
+  }
+}
+
 async function fetchJson(url) {
   const response = await fetch(url, { credentials: "same-origin", headers: { accept: "application/json" } });
   if (response.redirected || !response.ok) throw new Error(`HTTP ${response.status}`);
@@ -151,6 +163,7 @@ function pollOperations(section) {
     document.getElementById("device-reason").textContent = data.status_reason || "";
     replaceRows(document.getElementById("operations-body"),
       data.operations.map((op) => [op.workflow_id, op.status, op.phase, op.detail]));
+    linkWorkflows(document.getElementById("operations-body"), section.dataset.workflowLink);
     const running = data.operations.some((op) => op.state === "running");
     section.dataset.running = running ? "true" : "false";
     if (running || (section.dataset.watch && !data.operations.some((op) => op.workflow_id === section.dataset.watch))) {
