@@ -31,6 +31,7 @@ from storage.audit import record_audit
 from storage.db import Database
 from storage.incident import is_paused
 from storage.models import Device, Plan, PlanChange, Snapshot
+from tikflow.metrics import WORKFLOWS
 from tikflow.settings import Settings
 from workflows.models import (
     ApprovalPolicy,
@@ -364,6 +365,7 @@ class PlanApplyActivities:
                 plan.workflow_id = update.workflow_id
             device_ids = list(plan.device_ids)
         if update.status in FINAL_STATUSES:
+            WORKFLOWS.labels("PlanApply", update.status).inc()
             await record_audit(
                 self.db, actor="temporal:PlanApply", action="workflow.plan-apply",
                 result=update.status, plan_id=update.plan_id, device_ids=device_ids,

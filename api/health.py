@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import structlog
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -11,7 +12,10 @@ from sqlalchemy import text
 
 from api.plan_actions import incident_status
 from storage.migrate import migration_check
+from tikflow.metrics import refresh_database_gauges
 from tikflow.version import __version__
+
+log = structlog.get_logger(__name__)
 
 router = APIRouter(tags=["health"])
 
@@ -55,5 +59,10 @@ async def version() -> dict[str, str]:
 
 
 @router.get("/metrics")
-async def metrics() -> Response:
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics; plan and incident gauges are read from the database on each scrape."""
+    try:
+        await refresh_database_gauges(request.app.state.services.db)
+    except Exception as err:  # noqa: BLE001 - a scrape must not fail because the database is down
+        log.warning("metrics: database gauges not refreshed", error=type(err).__name__)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

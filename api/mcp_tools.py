@@ -44,6 +44,7 @@ from storage.audit import record_audit
 from storage.incident import disabled_tools
 from storage.models import Device
 from storage.plans import get_plan
+from tikflow.metrics import TOOL_CALLS, TOOL_SECONDS
 
 log = structlog.get_logger(__name__)
 P = ParamSpec("P")
@@ -176,6 +177,8 @@ class ToolRunner:
         finally:
             duration_ms = int((time.monotonic() - started) * 1000)
             bound.info("tool call", result=result_label, duration_ms=duration_ms)
+            TOOL_CALLS.labels(name, result_label).inc()
+            TOOL_SECONDS.labels(name).observe(duration_ms / 1000)
             await record_audit(
                 self.services.db, actor=principal.subject, actor_issuer=principal.issuer,
                 role=principal.role_label, action=f"tool:{name}",

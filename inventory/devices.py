@@ -16,6 +16,7 @@ from routeros.target import DeviceTarget
 from storage.crypto import KeyRing, generate_key
 from storage.db import Database
 from storage.models import Credential, Device
+from tikflow.metrics import MeteredClient
 from tikflow.settings import Profile, Settings
 
 ENVIRONMENTS = ("lab", "staging", "prod")
@@ -141,7 +142,7 @@ class DeviceSessions:
     async def session(self, device: Device) -> AsyncIterator[DeviceClient]:
         target = await self.inventory.target(device, self.settings)
         async with self.pool.session(device.id, target) as client:
-            yield client
+            yield MeteredClient(client, device.name, device.transport)
 
     async def close(self) -> None:
         await self.pool.close()

@@ -74,6 +74,12 @@ class ApiSettings(BaseModel):
     public_url: str | None = Field(None, description="External URL, e.g. behind Cloudflare Tunnel")
 
 
+class WorkerSettings(BaseModel):
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535, description="Serve the worker's Prometheus metrics on this port")
+    metrics_host: str = Field("127.0.0.1", description="Address the worker's metrics listen on")
+
+
 class TunnelSettings(BaseModel):
     hostname: str | None = Field(None, description="Public hostname served by cloudflared")
     origin_port: int = Field(8080, ge=1, le=65535, description="Local port cloudflared forwards to")
@@ -189,6 +195,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = DatabaseSettings()
     temporal: TemporalSettings = TemporalSettings()
     api: ApiSettings = ApiSettings()
+    worker: WorkerSettings = WorkerSettings()
     tunnel: TunnelSettings = TunnelSettings()
     routeros: RouterOSSettings = RouterOSSettings()
     oidc: OidcSettings = OidcSettings()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import prometheus_client
 import structlog
 from temporalio.worker import Worker
 
@@ -41,6 +42,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     db = Database(settings.database.url, pool_size=settings.database.pool_size)
     inventory = Inventory(db, load_key_ring(settings))
     sessions = DeviceSessions(inventory, settings)
+    if settings.worker.metrics_port:
+        prometheus_client.start_http_server(settings.worker.metrics_port, settings.worker.metrics_host)
     client = await connect_temporal(settings)
     added = await ensure_search_attributes(client)
     if added:

@@ -247,3 +247,20 @@ async def test_wrong_device_path_and_hash_say_what_to_change(stack: Stack, simul
              "values": {"chain": "forward", "action": "accept", "protocol": "tcp", "dst-port": "1"}}]})
         text = await mcp.error("plan.apply.v1", {"plan_id": created["plan_id"], "plan_hash": "f" * 64})
         assert "plan_hash does not match" in text
+
+
+async def test_metrics_expose_plan_series(stack: Stack, simulators):
+    """After the plans above, /metrics carries tool, RouterOS, plan, approval and incident series."""
+    import httpx
+
+    text = httpx.get(f"{stack.api_url}/metrics", timeout=10).text
+    samples = {line.split(" ")[0]: float(line.split(" ")[1])
+               for line in text.splitlines() if line and not line.startswith("#")}
+    assert samples['tikflow_tool_calls_total{result="ok",tool="plan.apply.v1"}'] >= 1
+    assert samples['tikflow_tool_calls_total{result="rejected",tool="plan.apply.v1"}'] >= 1
+    assert any(k.startswith("tikflow_routeros_call_seconds_count{") and 'operation="print"' in k
+               for k in samples)
+    assert samples['tikflow_plans{status="applied"}'] >= 1
+    assert samples["tikflow_rollbacks"] >= 1
+    assert samples["tikflow_pending_approvals"] == 0
+    assert samples["tikflow_incident_paused"] == 0
