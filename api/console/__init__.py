@@ -11,6 +11,7 @@ from pathlib import Path
 
 import structlog
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.sessions import SessionMiddleware
@@ -60,6 +61,7 @@ def create_console(app: FastAPI) -> FastAPI | PlainTextResponse:
     console.add_api_route("/", _home, include_in_schema=False)
     console.add_exception_handler(SignInRequired, _to_sign_in)
     console.add_exception_handler(HTTPException, _error_page)
+    console.add_exception_handler(RequestValidationError, _invalid_request_page)
     return console
 
 
@@ -79,6 +81,14 @@ async def _error_page(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     return render(request, "error.html", {"status": exc.status_code, "detail": exc.detail},
                   status_code=exc.status_code)
+
+
+async def _invalid_request_page(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    problems = "; ".join(f"{'.'.join(str(p) for p in error['loc'][1:])}: {error['msg']}"
+                         for error in exc.errors())
+    return render(request, "error.html", {"status": 422, "detail": f"invalid request: {problems}"},
+                  status_code=422)
 
 
 class _SecurityHeaders:

@@ -41,6 +41,9 @@ class ApiResult:
 
     def error_text(self) -> str:
         """Return the API's error detail as one readable sentence."""
+        if self.status >= 500:
+            # Server errors carry no useful detail for the user; the api log has the traceback.
+            return f"the admin API failed (HTTP {self.status}); the api log has the details"
         detail = self.body.get("detail") if isinstance(self.body, dict) else self.body
         if isinstance(detail, list):
             parts = []

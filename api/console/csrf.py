@@ -38,7 +38,9 @@ async def require_csrf(request: Request) -> None:
         form = await request.form()
         value = form.get(FIELD)
         sent = value if isinstance(value, str) else None
-    if not isinstance(expected, str) or not sent or not hmac.compare_digest(sent, expected):
+    # compare_digest accepts only ASCII in str, so compare bytes: a forged field may hold anything.
+    if not isinstance(expected, str) or not sent or not hmac.compare_digest(
+            sent.encode("utf-8", "surrogateescape"), expected.encode()):
         raise HTTPException(status.HTTP_403_FORBIDDEN,
                             detail="the form's security token is missing or out of date; reload "
                                    "the page and submit the form again")

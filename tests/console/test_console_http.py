@@ -199,3 +199,58 @@ async def test_console_register_error_keeps_input_but_not_password(api: RunningA
     assert "hunter2-secret" not in response.text
     assert 'value="bad name"' in response.text
     assert "name must be 1-64 letters" in response.text
+
+
+async def test_console_csrf_field_with_non_ascii_bytes(api: RunningApi) -> None:
+    """A CSRF field of raw non-UTF-8 bytes is rejected with 403, not a server error."""
+    async with httpx.AsyncClient(base_url=api.url, timeout=30) as http:
+        await http.get("/console/login")
+        response = await http.post("/console/login", content=b"csrf_token=\xff\xfe&token=x",
+                                   headers={"content-type": "application/x-www-form-urlencoded"})
+
+    assert response.status_code == 403
+
+
+async def test_console_bad_query_shows_error_page(api: RunningApi) -> None:
+    """A malformed query parameter gets an HTML error page naming the parameter."""
+    async with httpx.AsyncClient(base_url=api.url, timeout=30) as http:
+        await sign_in(http)
+        response = await http.get("/console/devices/x/snapshots/diff",
+                                  params={"left": "a", "right": "1"})
+
+    assert response.status_code == 422
+    assert response.headers["content-type"].startswith("text/html")
+    assert "left: Input should be a valid integer" in response.text
+
+
+async def test_console_plan_form_rejects_bad_changes(api: RunningApi) -> None:
+    """Invalid JSON and incomplete changes are reported above the form, which keeps the input."""
+    async with httpx.AsyncClient(base_url=api.url, timeout=30) as http:
+        await sign_in(http)
+        form = await http.get("/console/plans/new")
+        token = hidden_csrf(form.text)
+        broken = await http.post("/console/plans/new", data={
+            "csrf_token": token, "description": "d", "changes": "[{]"})
+        incomplete = await http.post("/console/plans/new", data={
+            "csrf_token": token, "description": "d", "changes": '[{"device": "r1"}]'})
+        no_description = await http.post("/console/plans/new", data={
+            "csrf_token": token, "description": "", "changes": "[]"})
+
+    assert broken.status_code == 422
+    assert "changes: not valid JSON" in broken.text
+    assert "[{]" in broken.text
+    assert incomplete.status_code == 422
+    assert "changes.0.path: Field required" in incomplete.text
+    assert no_description.status_code == 422
+    assert "description: describe what the plan changes" in no_description.text
+
+
+async def test_console_audit_rejects_bad_time_filter(api: RunningApi) -> None:
+    """An unparsable 'since' filter is shown as the API's message, with the filters kept."""
+    async with httpx.AsyncClient(base_url=api.url, timeout=30) as http:
+        await sign_in(http)
+        response = await http.get("/console/audit", params={"since": "yesterday", "actor": "bob"})
+
+    assert response.status_code == 422
+    assert "query.since: Input should be a valid datetime" in response.text
+    assert 'value="bob"' in response.text
