@@ -14,8 +14,10 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from api.admin.plans import read_plan
+from api.authz import tool_access
 from api.console.csrf import require_csrf
 from api.console.web import AdminApiDep, UserDep, flash, render, root, services_of
+from api.security import Principal
 
 router = APIRouter(prefix="/plans")
 
@@ -119,7 +121,7 @@ async def plan_page(request: Request, plan_id: str, user: UserDep, api: AdminApi
     if not result.ok:
         raise HTTPException(result.status, detail=result.error_text())
     plan = result.body
-    allowed = {action for action, roles in ACTION_ROLES.items() if roles & user.roles}
+    allowed = _allowed_actions(request, user, plan)
     view = _progress_view(plan)
     return render(request, "plan.html", {
         "plan": plan, "progress": view, "allowed": allowed,
@@ -161,6 +163,18 @@ async def plan_action(request: Request, plan_id: str, action: str, user: UserDep
     else:
         flash(request, f"{action.capitalize()} failed: {result.error_text()}", "error")
     return RedirectResponse(f"{root(request)}/plans/{quote(plan_id, safe='')}", status_code=303)
+
+
+def _allowed_actions(request: Request, user: Principal, plan: dict[str, Any]) -> set[str]:
+    """Return the actions the user's roles permit on this plan, environments included.
+
+    The plan routes check the ``apply`` tier of the access matrix in every environment the
+    plan touches, on top of the roles in ``ACTION_ROLES``.
+    """
+    matrix = tool_access(services_of(request)).matrix
+    if not all(matrix.allows(user.roles, "apply", env) for env in plan.get("environments", [])):
+        return set()
+    return {action for action, roles in ACTION_ROLES.items() if roles & user.roles}
 
 
 def _progress_view(plan: dict[str, Any]) -> dict[str, Any]:

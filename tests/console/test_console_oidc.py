@@ -15,6 +15,7 @@ import httpx
 import pytest
 from playwright.async_api import Page, Playwright, Request, expect
 
+from storage.models import Plan
 from tests.console.browser import open_browser, shot
 from tests.support.oidc import CLIENT_ID, CLIENT_SECRET, MockIdP, RunningApi, running_api
 from tikflow.settings import Settings
@@ -42,8 +43,8 @@ async def api(idp: MockIdP, tmp_path_factory: pytest.TempPathFactory) -> AsyncIt
             database={"url": f"sqlite+aiosqlite:///{tmp_path}/tikflow.db"},
             temporal={"address": "127.0.0.1:1"},
             master_key="q" * 43 + "=",
-            # Profile defaults follow TIKFLOW_ENV, not this argument, so break-glass is set here.
-            auth={"break_glass_enabled": False},
+            # Profile defaults follow TIKFLOW_ENV, not this argument, so both are set here.
+            auth={"break_glass_enabled": False, "matrix": {"operator": {"apply": ["lab"]}}},
             oidc={"issuer": idp.issuer, "audience": "tikflow", "client_id": CLIENT_ID,
                   "client_secret": CLIENT_SECRET},
         )
@@ -51,7 +52,17 @@ async def api(idp: MockIdP, tmp_path_factory: pytest.TempPathFactory) -> AsyncIt
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TIKFLOW_CONSOLE_SESSION_SECRET", "s" * 40)
         async with running_api(settings_for) as running:
+            await add_plans(running)
             yield running
+
+
+async def add_plans(api: RunningApi) -> None:
+    """Store one planned lab plan and one planned prod plan."""
+    async with api.app.state.services.db.session() as session:
+        for environment in ("lab", "prod"):
+            session.add(Plan(id=f"plan-{environment}", description=f"{environment} change",
+                             author="someone", plan_hash="0" * 64, status="planned", risk="low",
+                             environments=[environment], diff=[]))
 
 
 async def sign_in_at_idp(page: Page, api: RunningApi, subject: str) -> list[Request]:
@@ -126,3 +137,24 @@ async def test_console_oidc_callback_without_state_is_refused(api: RunningApi) -
     assert response.status_code == 401
     assert "sign-in failed" in response.text
     assert devices.status_code == 303
+
+
+async def test_console_offers_actions_by_matrix(playwright: Playwright, api: RunningApi,
+                                               tmp_path: Path) -> None:
+    """An operator may apply a lab plan but sees a prod plan read-only, as the matrix says."""
+    context = await open_browser(playwright, tmp_path / "profile")
+    page = await context.new_page()
+    try:
+        await sign_in_at_idp(page, api, "alice@example.com")
+        await expect(page).to_have_url(f"{api.url}/console/devices")
+
+        await page.goto(f"{api.url}/console/plans/plan-lab")
+        await expect(page.get_by_role("button", name="Apply")).to_be_visible()
+        await expect(page.get_by_role("button", name="Approve this plan")).to_have_count(0)
+
+        await page.goto(f"{api.url}/console/plans/plan-prod")
+        await expect(page.get_by_text("Your roles allow reading this plan only.")).to_be_visible()
+        await expect(page.get_by_role("button", name="Apply")).to_have_count(0)
+        await shot(page, "plan-read-only")
+    finally:
+        await context.close()
