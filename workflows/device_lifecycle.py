@@ -58,9 +58,10 @@ NON_RETRYABLE = [
 # Device calls: a few quick retries, so an unreachable device fails within about a minute.
 DEVICE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10),
                            maximum_attempts=4, non_retryable_error_types=NON_RETRYABLE)
-# Database calls: retried until they succeed, because the outcome must be recorded.
-DATABASE_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10),
-                             non_retryable_error_types=["DeviceNotFound"])
+# Database calls: retried for about two minutes, because the outcome must be recorded.
+DATABASE_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10), maximum_attempts=15,
+                             non_retryable_error_types=["DeviceNotFound", "InvalidValue",
+                                                        "AlreadyExists", "NoActiveCredential"])
 DEVICE_TIMEOUT = timedelta(minutes=2)
 DATABASE_TIMEOUT = timedelta(seconds=30)
 

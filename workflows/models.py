@@ -66,6 +66,8 @@ class LoadedPlan(_Frozen):
     incident_paused: bool = False
     dead_man_devices: list[str] = Field(default_factory=list)
     dead_man_seconds: int = 120
+    search_attributes: bool = Field(
+        True, description="Upsert TikflowPhase; off where the namespace lacks the attribute")
 
 
 class PlanRef(_Frozen):

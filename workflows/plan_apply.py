@@ -109,6 +109,7 @@ class PlanApplyWorkflow:
         self._abort_by: str | None = None
         self._resolution: ResolveInput | None = None
         self._undo: dict[str, list[int]] = {}
+        self._search_attributes = True
 
     @workflow.run
     async def run(self, request: PlanApplyInput) -> PlanApplyResult:
@@ -121,6 +122,7 @@ class PlanApplyWorkflow:
             retry_policy=RetryPolicy(maximum_attempts=5, non_retryable_error_types=NON_RETRYABLE),
         )
         self._author, self._approval_mode = plan.author, plan.approval.mode
+        self._search_attributes = plan.search_attributes
         self._incident_paused = plan.incident_paused
         self._steps = {
             s.seq: StepProgress(seq=s.seq, device_id=s.device_id, path=s.path, action=s.action,
@@ -329,7 +331,8 @@ class PlanApplyWorkflow:
 
     async def _set_status(self, status: str, phase: str, detail: str | None) -> None:
         self._status, self._phase, self._detail = status, phase, detail
-        workflow.upsert_search_attributes([PHASE.value_set(phase)])
+        if self._search_attributes:
+            workflow.upsert_search_attributes([PHASE.value_set(phase)])
         batches = ", ".join(f"{b.label}: {b.status}" for b in self._batches)
         workflow.set_current_details(
             f"**{status}** ({phase})" + (f": {detail}" if detail else "")
