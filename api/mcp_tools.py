@@ -146,8 +146,11 @@ class ToolRunner:
         access = tool_access(self.services)
         call = ToolCall(name=name, tier=tier, roles=principal.roles, subject=principal.subject)
         try:
-            if (name in self.services.settings.disabled_tools
-                    or name in await disabled_tools(self.services.db)):
+            switched_off = await disabled_tools(self.services.db)
+            if tier in self.services.settings.disabled_tiers or f"tier:{tier}" in switched_off:
+                raise ToolError(f"all {tier}-tier tools are switched off by the operators; try "
+                                "again later or ask an operator to enable them")
+            if name in self.services.settings.disabled_tools or name in switched_off:
                 raise ToolError(f"tool {name} is switched off by the operators; try again later "
                                 "or ask an operator to enable it")
             with access.bind(call):

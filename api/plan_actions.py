@@ -26,7 +26,14 @@ from planning.model import ChangeRequest
 from planning.planner import PlanDevice, build_plan
 from planning.validation import PlanValidationError
 from routeros.errors import UnknownPath
-from storage.incident import PAUSE_KEY, TOOL_PREFIX, is_paused, read_switches, set_switch
+from storage.incident import (
+    PAUSE_KEY,
+    TIER_PREFIX,
+    TOOL_PREFIX,
+    is_paused,
+    read_switches,
+    set_switch,
+)
 from storage.plans import claim_for_apply, get_plan, save_plan
 from workflows.models import ApproveInput, ControlInput, PlanApplyInput, PlanProgress
 from workflows.plan_apply import (
@@ -244,8 +251,12 @@ async def incident_status(services: Services) -> dict[str, Any]:
         "pause": _switch_public(pause) if pause else None,
         "disabled_tools": sorted({s.key.removeprefix(TOOL_PREFIX) for s in switches
                                   if s.engaged and s.key.startswith(TOOL_PREFIX)} | set(configured)),
-        "tool_switches": [_switch_public(s) for s in switches if s.key.startswith(TOOL_PREFIX)],
-        "disabled_by_configuration": configured,
+        "disabled_tiers": sorted({s.key.removeprefix(TIER_PREFIX) for s in switches
+                                  if s.engaged and s.key.startswith(TIER_PREFIX)}
+                                 | set(services.settings.disabled_tiers)),
+        "tool_switches": [_switch_public(s) for s in switches
+                          if s.key.startswith((TOOL_PREFIX, TIER_PREFIX))],
+        "disabled_by_configuration": configured + [f"tier:{t}" for t in services.settings.disabled_tiers],
     }
 
 
@@ -277,8 +288,16 @@ async def set_incident_pause(services: Services, principal: Principal, *, paused
 
 async def set_tool_switch(services: Services, principal: Principal, tool: str, *, disabled: bool,
                           reason: str | None) -> dict[str, Any]:
-    await set_switch(services.db, TOOL_PREFIX + tool, engaged=disabled, by=principal.subject,
-                     reason=reason)
+    """Switch one tool, or a whole risk tier given as ``tier:<name>``, off or on."""
+    if tool.startswith(TIER_PREFIX):
+        tier = tool.removeprefix(TIER_PREFIX)
+        if tier not in ("read", "plan", "apply", "admin"):
+            raise ActionRefused(f"unknown risk tier {tier!r}; use read, plan, apply or admin",
+                                status_code=400)
+        key = tool
+    else:
+        key = TOOL_PREFIX + tool
+    await set_switch(services.db, key, engaged=disabled, by=principal.subject, reason=reason)
     action = "incident.disable_tool" if disabled else "incident.enable_tool"
     log.warning(action, tool=tool, by=principal.subject, reason=reason)
     return await incident_status(services)

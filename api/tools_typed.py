@@ -330,7 +330,8 @@ def _register_firewall_tools(runner: ToolRunner, plan_for_targets: PlanForTarget
         description: Description,
         list_name: Annotated[str, Field(description="Address list name, e.g. blocked")],
         address: Annotated[str, Field(description="192.0.2.5, 192.0.2.0/24, a range or a DNS name")],
-        timeout: Annotated[str | None, Field(description="RouterOS duration after which the entry "
+        # The RouterOS property is called timeout; it is not a deadline for this coroutine.
+        timeout: Annotated[str | None, Field(description="RouterOS duration after which the entry "  # noqa: ASYNC109
                                                          "expires, e.g. 1d or 00:30:00")] = None,
         comment: Comment = None,
         devices: Devices = None, tag: Tag = None, environment: Environment = None,

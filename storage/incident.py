@@ -16,6 +16,7 @@ from storage.models import IncidentSwitch
 
 PAUSE_KEY = "plan_apply"
 TOOL_PREFIX = "tool:"
+TIER_PREFIX = "tier:"
 
 
 @dataclass(frozen=True)
@@ -40,8 +41,14 @@ async def is_paused(db: Database) -> bool:
 
 
 async def disabled_tools(db: Database) -> set[str]:
-    return {s.key.removeprefix(TOOL_PREFIX) for s in await read_switches(db)
-            if s.engaged and s.key.startswith(TOOL_PREFIX)}
+    """Return the engaged switches as names: ``tool:<name>`` keys give tool names, ``tier:<t>`` give ``tier:<t>``."""
+    names = set()
+    for switch in await read_switches(db):
+        if switch.engaged and switch.key.startswith(TOOL_PREFIX):
+            names.add(switch.key.removeprefix(TOOL_PREFIX))
+        elif switch.engaged and switch.key.startswith(TIER_PREFIX):
+            names.add(switch.key)
+    return names
 
 
 async def set_switch(db: Database, key: str, *, engaged: bool, by: str, reason: str | None) -> bool:

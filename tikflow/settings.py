@@ -204,6 +204,8 @@ class Settings(BaseSettings):
     logging: LoggingSettings = LoggingSettings()
     updates: UpdateSettings = UpdateSettings()
     disabled_tools: list[str] = Field(default_factory=list, description="MCP tools switched off")
+    disabled_tiers: list[str] = Field(
+        default_factory=list, description="Risk tiers switched off: read, plan, apply or admin")
     dev_token: SecretStr | None = Field(None, description="Bearer token accepted in the lab profile")
     master_key: SecretStr | None = Field(
         None, description="Envelope key (urlsafe base64, 32 bytes) encrypting device credentials"

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel
 
 from api.deps import PrincipalDep, ServicesDep, require_role
-from api.plan_actions import incident_status, set_incident_pause, set_tool_switch
+from api.plan_actions import ActionRefused, incident_status, set_incident_pause, set_tool_switch
 from api.security import Principal
 
 router = APIRouter(prefix="/incident", tags=["incident"])
@@ -40,14 +40,20 @@ async def resume(services: ServicesDep, principal: Operator, body: Reason | None
 @router.post("/tools/{tool}/disable")
 async def disable_tool(tool: str, services: ServicesDep, principal: Operator,
                        body: Reason | None = None) -> dict[str, Any]:
-    """Switch an MCP tool off for every caller at once."""
-    return await set_tool_switch(services, principal, tool, disabled=True,
-                                 reason=body.reason if body else None)
+    """Switch an MCP tool off for every caller at once; ``tier:apply`` switches a whole risk tier."""
+    try:
+        return await set_tool_switch(services, principal, tool, disabled=True,
+                                     reason=body.reason if body else None)
+    except ActionRefused as err:
+        raise HTTPException(err.status_code, detail=str(err)) from None
 
 
 @router.post("/tools/{tool}/enable")
 async def enable_tool(tool: str, services: ServicesDep, principal: Operator,
                       body: Reason | None = None) -> dict[str, Any]:
-    """Switch an MCP tool back on."""
-    return await set_tool_switch(services, principal, tool, disabled=False,
-                                 reason=body.reason if body else None)
+    """Switch an MCP tool, or a ``tier:<name>`` risk tier, back on."""
+    try:
+        return await set_tool_switch(services, principal, tool, disabled=False,
+                                     reason=body.reason if body else None)
+    except ActionRefused as err:
+        raise HTTPException(err.status_code, detail=str(err)) from None

@@ -215,6 +215,25 @@ async def test_disabled_tool_is_refused_until_enabled(stack: Stack):
         assert (await mcp.call("device.list.v1", {}))["count"] == FLEET + 1
 
 
+async def test_disabled_tier_switches_off_every_tool_in_it(stack: Stack):
+    """Switching the plan tier off refuses plan tools while read tools keep working."""
+    response = admin(stack, "POST", "/incident/tools/tier:plan/disable", json={"reason": "freeze"})
+    assert response.status_code == 200, response.text
+    assert response.json()["disabled_tiers"] == ["plan"]
+    try:
+        async with stack.mcp() as mcp:
+            text = await mcp.error("plan.create.v1", {"description": "frozen", "changes": [
+                {"device": "r1", "path": "/ip/address", "action": "add",
+                 "values": {"address": "10.243.0.1/24", "interface": "bridge-lan"}}]})
+            assert "plan-tier tools are switched off" in text
+            assert (await mcp.call("device.list.v1", {}))["count"] == FLEET + 1
+    finally:
+        admin(stack, "POST", "/incident/tools/tier:plan/enable")
+    bad = admin(stack, "POST", "/incident/tools/tier:everything/disable")
+    assert bad.status_code == 400
+    assert "unknown risk tier" in bad.json()["detail"]
+
+
 async def test_recorded_histories_replay_on_current_code(stack: Stack):
     """Every PlanApply history this module produced replays without nondeterminism."""
     from temporalio.client import Client

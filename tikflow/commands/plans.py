@@ -142,6 +142,7 @@ def incident_status(as_json: JsonOption = False) -> None:
               + (f" (by {pause['changed_by']} at {pause['changed_at']}: {pause.get('reason') or ''})"
                  if pause else ""))
     out.print(f"disabled tools: {', '.join(state['disabled_tools']) or 'none'}")
+    out.print(f"disabled tiers: {', '.join(state['disabled_tiers']) or 'none'}")
 
 
 @incident_app.command("pause")
@@ -159,10 +160,12 @@ def incident_resume(reason: ReasonOption = None) -> None:
 
 
 @incident_app.command("disable-tool")
-def disable_tool(name: str, reason: ReasonOption = None) -> None:
-    """Switch an MCP tool off for every caller."""
+def disable_tool(name: Annotated[str, typer.Argument(help="Tool name, or tier:read|plan|apply|admin")],
+                 reason: ReasonOption = None) -> None:
+    """Switch an MCP tool, or a whole risk tier (tier:apply), off for every caller."""
     state = run_api("POST", f"/incident/tools/{name}/disable", {"reason": reason})
-    out.print(f"disabled tools: {', '.join(state['disabled_tools'])}")
+    out.print(f"disabled tools: {', '.join(state['disabled_tools']) or 'none'}; "
+              f"disabled tiers: {', '.join(state['disabled_tiers']) or 'none'}")
 
 
 @incident_app.command("enable-tool")
