@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from tikflow import simulate_cmd
-from tikflow.commands import auth, config, core, devices, plans, tools, version_cmds
+from tikflow.commands import auth, backup, config, core, devices, plans, tools, version_cmds
 
 app = typer.Typer(
     name="tikflow",
@@ -22,6 +22,7 @@ app.add_typer(plans.incident_app, name="incident")
 version_cmds.register(app)
 auth.register(app)
 tools.register(app)
+backup.register(app)
 
 
 def main() -> None:

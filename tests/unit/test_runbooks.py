@@ -29,11 +29,6 @@ CODE_BLOCK = re.compile(r"```[a-z]*\n(.*?)```", re.DOTALL)
 INLINE_CODE = re.compile(r"`([^`\n]+)`")
 LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
 
-# Commands the runbooks rely on that the command line does not offer yet. This list may only
-# shrink: a runbook step naming a command outside it and outside the CLI fails the test below.
-PENDING_COMMANDS = {
-    ("backup", None), ("restore", None),
-}
 
 
 def registered_commands() -> dict[str, set[str] | None]:
@@ -79,7 +74,7 @@ def unknown_options(text: str) -> set[str]:
             if target is not None and getattr(target, "commands", None) is not None:
                 target = target.commands.get(word)
         if target is None:
-            continue  # Unregistered commands are checked against the pending list instead.
+            continue  # Unregistered commands are reported by unknown_commands instead.
         known = {opt for param in target.params for opt in param.opts} | {"--help"}
         unknown |= {f"{command} {subcommand or ''} {option}".replace("  ", " ")
                     for option in options - known}
@@ -119,14 +114,14 @@ def test_runbook_command_pattern_finds_invocations():
     }
 
 
-def test_runbook_commands_exist_or_are_pending():
-    """Every tikflow command in the docs is registered or on the pending list."""
+def test_runbook_commands_exist():
+    """Every tikflow command in the docs is registered."""
     references = set()
     for document in DOCS:
         references |= referenced_commands(document.read_text())
 
     assert references, "the pattern found no tikflow command at all"
-    assert unknown_commands(references) <= PENDING_COMMANDS
+    assert unknown_commands(references) == set()
 
 
 def test_runbook_options_exist():
