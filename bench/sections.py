@@ -1,0 +1,162 @@
+"""Turn each benchmark's raw record into a report section: title, method, table and data.
+
+A section is a dict with ``title``, ``script``, ``method``, ``columns``, ``rows`` (cells in
+column order), optional ``notes`` and the raw ``data``; ``bench.report`` renders it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+FLEET_MEMORY_TARGET_MIB = 1024
+FLEET_READY_TARGET_SECONDS = 10
+
+LATENCY_COLUMNS = ["series", "calls", "median ms", "p95 ms", "median / direct", "p95 / direct"]
+
+
+def _latency_rows(rows: dict[str, dict[str, Any]]) -> list[list[Any]]:
+    return [[name, row["calls"], row["median_ms"], row["p95_ms"], row["median_ratio"], row["p95_ratio"]]
+            for name, row in rows.items()]
+
+
+def transports(rows: dict[str, dict[str, Any]], calls: int) -> dict[str, Any]:
+    """Section of benchmark 1: read latency per tikflow transport against direct librouteros."""
+    return {
+        "title": "1. Read latency per transport",
+        "script": "bench/latency.py (measure_transports), bench/fleet_process.py",
+        "method": (f"{calls} timed `/ip/address` prints per series after 5 warm-up calls, over one "
+                   "kept connection, as the admin user of one simulated RouterOS 7.19 device with no "
+                   "added delay; the simulator runs in its own process. tikflow series go through "
+                   "`DevicePool.session` and `DeviceClient.print`; `rest` is HTTPS with a pinned "
+                   "certificate. The baseline is `librouteros.async_connect` and `api.path('ip', "
+                   "'address')`."),
+        "columns": LATENCY_COLUMNS,
+        "rows": _latency_rows(rows),
+        "data": rows,
+    }
+
+
+def mcp(rows: dict[str, dict[str, Any]], calls: int, database: str) -> dict[str, Any]:
+    """Section of benchmark 2: the MCP read tool against the same direct print."""
+    tool = rows["MCP ip.address.list.v1"]
+    return {
+        "title": "2. MCP read-tool overhead",
+        "script": "bench/latency.py (measure_mcp_read), bench/environment.py",
+        "method": (f"{calls} timed `ip.address.list.v1` calls after 5 warm-up calls, through the "
+                   "official MCP client (streamable HTTP) in one session with the dev token, against "
+                   f"the real api process ({database} database) and one enrolled simulated device "
+                   "with no added delay. The baseline is the same print made directly with "
+                   "librouteros as the same service account."),
+        "columns": LATENCY_COLUMNS,
+        "rows": _latency_rows(rows),
+        "notes": [f"Median overhead per tool call: {tool['overhead_median_ms']:.2f} ms (token check, "
+                  "MCP framing over HTTP, the inventory lookup and the pooled device session)."],
+        "data": rows,
+    }
+
+
+def fleet(record: dict[str, Any]) -> dict[str, Any]:
+    """Section of benchmark 3: one process serving a large fleet."""
+    devices = record["devices"]
+    rows = [
+        ["devices", devices, "-"],
+        ["transports per device", ", ".join(record["transports"]), "-"],
+        ["seconds to start every server", record["start_seconds"], "-"],
+        ["seconds until every device answered a login + print", record["answer_seconds"], "-"],
+        ["seconds from start until all answered", record["ready_seconds"],
+         f"< {FLEET_READY_TARGET_SECONDS}"],
+        ["RSS after all answered (MiB)", record["rss_answered_mib"], f"< {FLEET_MEMORY_TARGET_MIB}"],
+        ["peak RSS (MiB)", record["peak_rss_mib"], f"< {FLEET_MEMORY_TARGET_MIB}"],
+    ]
+    met = (record["ready_seconds"] < FLEET_READY_TARGET_SECONDS
+           and record["rss_answered_mib"] < FLEET_MEMORY_TARGET_MIB)
+    return {
+        "title": f"3. {devices} simulated devices in one process",
+        "script": f"bench/simulator_fleet.py --devices {devices} --json",
+        "method": ("A fresh process builds the fleet from the lab sample export (RouterOS 7.19), "
+                   "starts every server, then logs in to every device over the binary API, 200 "
+                   "at a time, and prints `/ip/address` once."),
+        "columns": ["quantity", "value", "target"],
+        "rows": rows,
+        "notes": [f"Both targets met: {'yes' if met else 'no'}."],
+        "data": record,
+    }
+
+
+def rollout(record: dict[str, Any], database: str) -> dict[str, Any]:
+    """Section of benchmark 4: rollout wall time against its round-trip floor."""
+    shape, floor = record["shape"], record["floor_seconds"]
+    delay_ms = shape["delay"] * 1000
+    rows = [
+        ["devices", shape["devices"]],
+        ["changes per device (address adds)", shape["changes_per_device"]],
+        ["reply delay per round trip (ms)", delay_ms],
+        ["canary / batch size / max_parallel", f"{shape['canary']} / {shape['batch_size']} / "
+                                               f"{shape['max_parallel']}"],
+        ["worker activity slots", shape["activity_slots"]],
+        ["plan risk", record["risk"]],
+        ["plan.create.v1 (s, not part of the wall time)", record["plan_create_seconds"]],
+        ["device round trips expected", record["round_trips_expected"]],
+        ["device round trips counted by the simulator", record["round_trips_counted"]],
+        ["commands counted", ", ".join(f"{command} {count}" for command, count
+                                       in sorted(record.get("commands_counted", {}).items()))],
+        ["floor: preflight (s)", floor["preflight"]],
+        ["floor: apply (s)", floor["apply"]],
+        ["floor: health gates (s)", floor["health_gates"]],
+        ["floor: total (s)", floor["total"]],
+        ["wall time (s)", record["wall_seconds"]],
+        ["**wall / floor**", record["wall_to_floor"]],
+    ]
+    return {
+        "title": "4. Rollout against its round-trip floor",
+        "script": "bench/rollout.py, bench/stats.py (rollout_floor), bench/environment.py",
+        "method": (f"A plan of {shape['changes_per_device']} address adds per device over "
+                   f"{shape['devices']} simulated devices, created and applied through MCP against the "
+                   f"real api, worker and Temporal dev server ({database} database). Every device "
+                   f"delays each reply by {delay_ms:g} ms (the simulator's `latency` fault). Wall time "
+                   "runs from the `plan.apply.v1` call until the PlanApply workflow returns."),
+        "columns": ["quantity", "value"],
+        "rows": rows,
+        "notes": [
+            "Floor = round trips on the critical path x delay. Preflight checks one device after "
+            "the other (login + the fingerprint prints of each). Each batch applies its devices' "
+            "changes one by one, max_parallel devices at a time, and the health gate reads every "
+            "device of the batch at once (one print per change), limited by the worker's activity "
+            "slots. The per-device session limit (2) never binds: a device runs one step at a time.",
+            "Expected round trips per device: 1 login + 2 preflight prints (`/ip/address` and "
+            "`/interface`, the tables the planner read and fingerprinted) + 1 per add + 1 verify "
+            "print per change. The counted figure is every reply the simulator delayed during the "
+            "apply; logins are the difference between it and the commands counted.",
+        ],
+        "data": record,
+    }
+
+
+def memory(idle_rss_mib: dict[str, float], fleet_record: dict[str, Any]) -> dict[str, Any]:
+    """Section of benchmark 5: idle process memory and memory per simulated device."""
+    devices = fleet_record["devices"]
+    started = (fleet_record["rss_started_mib"] - fleet_record["rss_before_mib"]) * 1024 / devices
+    answered = (fleet_record["rss_answered_mib"] - fleet_record["rss_before_mib"]) * 1024 / devices
+    rows = [
+        ["idle worker process, RSS after start (MiB)", idle_rss_mib["worker"]],
+        ["idle api process, RSS after start (MiB)", idle_rss_mib["api"]],
+        [f"per simulated device, servers started (KiB, {devices} devices)", started],
+        [f"per simulated device, after one login + print (KiB, {devices} devices)", answered],
+    ]
+    return {
+        "title": "5. Memory per idle process and per simulated device",
+        "script": "bench/environment.py (resident_mib), bench/simulator_fleet.py",
+        "method": ("Worker and api RSS come from `/proc/<pid>/status` once the worker logged "
+                   "`worker started` and the devices were enrolled, before any benchmark used them. "
+                   "Per-device memory is the fleet process's RSS growth over its RSS before the "
+                   "fleet was built, divided by the device count."),
+        "columns": ["quantity", "value"],
+        "rows": rows,
+        "data": {"idle_rss_mib": idle_rss_mib, "per_device_kib_started": started,
+                 "per_device_kib_answered": answered, "fleet": fleet_record},
+    }
+
+
+def failed(name: str, error: str) -> dict[str, Any]:
+    """Section of a benchmark that raised: the error instead of a table."""
+    return {"title": name, "script": "bench/run.py", "method": "", "error": error}

@@ -1,0 +1,186 @@
+"""The benchmark harness's arithmetic and report writer, on fixed inputs and without servers."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from bench import sections
+from bench.fleet_process import CountingFaults, build_fleet, handle
+from bench.report import render_markdown, write_results
+from bench.rollout import plan_changes, rollout_result
+from bench.run import FULL, QUICK, parse_arguments
+from bench.stats import RolloutShape, percentile, ratio, rollout_floor, summarize
+from simulator.runner import SAMPLES
+from workflows.models import RolloutPolicy
+from workflows.plan_apply import plan_batches
+
+
+def shape(**overrides) -> RolloutShape:
+    values = dict(devices=200, changes_per_device=5, canary=1, batch_size=10, max_parallel=10,
+                  activity_slots=50, delay=0.02, preflight_round_trips=2)
+    return RolloutShape(**(values | overrides))
+
+
+def test_bench_percentile_interpolates_between_ranks() -> None:
+    """The 95th percentile of 1..21 is 20, the median of an even series lies between two."""
+    assert percentile([float(n) for n in range(1, 22)], 0.95) == pytest.approx(20.0)
+    assert percentile([1.0, 2.0, 3.0, 4.0], 0.5) == pytest.approx(2.5)
+    assert percentile([7.0], 0.95) == 7.0
+
+
+def test_bench_percentile_rejects_bad_input() -> None:
+    """No samples, or a fraction outside 0..1, raise ValueError naming the fix."""
+    with pytest.raises(ValueError, match="at least one call"):
+        percentile([], 0.5)
+    with pytest.raises(ValueError, match="expected 0 to 1"):
+        percentile([1.0], 95)
+
+
+def test_bench_summary_reports_milliseconds() -> None:
+    """summarize turns seconds into median and p95 milliseconds."""
+    summary = summarize([0.001, 0.002, 0.003])
+    assert summary.calls == 3
+    assert summary.median_ms == pytest.approx(2.0)
+    assert summary.p95_ms == pytest.approx(2.9)
+
+
+def test_bench_ratio_of_zero_baseline_is_infinite() -> None:
+    """A zero baseline gives infinity instead of ZeroDivisionError."""
+    assert ratio(3.0, 1.5) == pytest.approx(2.0)
+    assert ratio(1.0, 0.0) == math.inf
+
+
+@pytest.mark.parametrize("devices,canary,batch_size", [(200, 1, 10), (20, 1, 10), (1, 1, 10),
+                                                       (7, 0, 3), (12, 3, 5), (5, 10, 2)])
+def test_bench_batches_match_workflow(devices: int, canary: int, batch_size: int) -> None:
+    """The floor splits devices into the same canary and batches as the PlanApply workflow."""
+    ids = [f"d{index}" for index in range(devices)]
+    policy = RolloutPolicy(canary=canary, batch_size=batch_size)
+    expected = [len(batch) for _, batch in plan_batches(ids, policy)]
+    assert shape(devices=devices, canary=canary, batch_size=batch_size).batch_sizes() == expected
+
+
+def test_bench_floor_of_default_rollout() -> None:
+    """200 devices, batches of 10: sequential preflight dominates, each of 21 steps costs 2 x 5 trips."""
+    floor = rollout_floor(shape())
+    assert floor.preflight == pytest.approx(200 * 3 * 0.02)
+    assert floor.apply == pytest.approx(21 * 5 * 0.02)
+    assert floor.health_gates == pytest.approx(21 * 5 * 0.02)
+    assert floor.total == pytest.approx(12.0 + 2.1 + 2.1)
+    assert floor.to_dict()["total"] == pytest.approx(floor.total)
+
+
+def test_bench_floor_counts_waves_of_max_parallel() -> None:
+    """A batch of 50 with max_parallel 20 applies in three waves; its gate reads in one."""
+    floor = rollout_floor(shape(devices=51, batch_size=50, max_parallel=20, delay=1.0))
+    assert floor.apply == pytest.approx(5 * 1 + 3 * 5)
+    assert floor.health_gates == pytest.approx(5 + 5)
+
+
+def test_bench_floor_is_limited_by_activity_slots() -> None:
+    """With max_parallel above the worker's activity slots, the slots set the waves."""
+    floor = rollout_floor(shape(devices=100, canary=0, batch_size=100, max_parallel=100,
+                                activity_slots=50, delay=1.0))
+    assert floor.apply == pytest.approx(2 * 5)
+    assert floor.health_gates == pytest.approx(2 * 5)
+
+
+def test_bench_round_trips_per_device() -> None:
+    """Each device costs a login, its preflight prints, one trip per add and one verify print per change."""
+    assert shape().total_round_trips() == 200 * (1 + 2 + 5 + 5)
+    assert shape(devices=20).total_round_trips() == 260
+
+
+def test_bench_rollout_result_ratio() -> None:
+    """The rollout record divides the wall time by the floor total."""
+    record = rollout_result(shape(devices=20), wall=7.0, replies=260, create_seconds=1.5,
+                            risk="medium")
+    floor = rollout_floor(shape(devices=20))
+    assert record["floor_seconds"]["total"] == pytest.approx(floor.total)
+    assert record["wall_to_floor"] == pytest.approx(7.0 / floor.total)
+    assert record["round_trips_expected"] == record["round_trips_counted"] == 260
+
+
+def test_bench_plan_changes_per_device() -> None:
+    """The rollout plan adds five distinct addresses on every device."""
+    changes = plan_changes(["r1", "r2"])
+    assert len(changes) == 10
+    assert {c["values"]["address"] for c in changes if c["device"] == "r2"} == {
+        f"10.250.{index}.1/24" for index in range(5)}
+
+
+def test_bench_counting_faults_count_replies_and_commands() -> None:
+    """Every delayed reply and every command is counted, and clearing faults keeps the counts."""
+    faults = CountingFaults()
+    faults.set_latency(0.02)
+    assert faults.reply_delay() == pytest.approx(0.02)
+    assert faults.trap_for("/ip/address/print") is None
+    faults.clear()
+    assert faults.latency == 0.0
+    assert faults.replies == 1
+    assert faults.commands == {"/ip/address/print": 1}
+
+
+def test_bench_fleet_control_lines() -> None:
+    """The fleet process sets latency on every device, reports counts, resets them and rejects unknown ops."""
+    fleet = build_fleet(2, ("api",), SAMPLES / "lab-router.rsc")
+    assert handle(fleet, {"op": "latency", "seconds": 0.02}) == {"ok": True}
+    assert all(device.faults.latency == 0.02 for device in fleet.devices)
+    fleet.devices[0].faults.reply_delay()
+    assert handle(fleet, {"op": "counts"})["counts"] == {"r1": 1, "r2": 0}
+    handle(fleet, {"op": "reset"})
+    assert handle(fleet, {"op": "counts"})["counts"] == {"r1": 0, "r2": 0}
+    assert "unknown op" in handle(fleet, {"op": "explode"})["error"]
+
+
+def fixed_results() -> dict:
+    rows = {"direct librouteros (api)": {"calls": 3, "median_ms": 0.5, "p95_ms": 0.8,
+                                         "median_ratio": 1.0, "p95_ratio": 1.0},
+            "tikflow api": {"calls": 3, "median_ms": 0.6, "p95_ms": 1.2,
+                            "median_ratio": 1.2, "p95_ratio": 1.5}}
+    record = rollout_result(shape(devices=20), wall=7.0, replies=260, create_seconds=1.5,
+                            risk="medium")
+    return {
+        "mode": "quick",
+        "machine": {"cpu_count": 2, "python": "3.11.7", "date_utc": "2026-12-04 21:00",
+                    "git_sha": "abc123", "git_dirty": False},
+        "benchmarks": {
+            "transports": sections.transports(rows, 3),
+            "rollout": sections.rollout(record, "sqlite"),
+            "fleet": sections.failed("fleet", "RuntimeError: no ports left"),
+        },
+    }
+
+
+def test_bench_markdown_has_machine_and_tables() -> None:
+    """The page lists the machine, one table per benchmark with its script, and failures as text."""
+    page = render_markdown(fixed_results())
+    assert "| cpu_count | 2 |" in page
+    assert "| git_sha | abc123 |" in page
+    assert "| git_dirty | no |" in page
+    assert "Script: `bench/latency.py" in page
+    assert "| tikflow api | 3 | 0.6 | 1.2 | 1.2 | 1.5 |" in page
+    assert "| **wall / floor** | 3.89 |" in page
+    assert "**Failed:** RuntimeError: no ports left" in page
+
+
+def test_bench_results_written_as_json_and_markdown(tmp_path) -> None:
+    """write_results stores the same data as JSON and renders the Markdown page beside it."""
+    results = fixed_results()
+    json_path, markdown_path = write_results(results, tmp_path)
+    assert json.loads(json_path.read_text()) == results
+    assert markdown_path.read_text() == render_markdown(results)
+
+
+def test_bench_arguments_select_sizes_and_benchmarks() -> None:
+    """--only is repeatable and checked, and the quick sizes are smaller than the full ones."""
+    arguments = parse_arguments(["--quick", "--only", "rollout", "--only", "mcp"])
+    assert arguments.quick
+    assert arguments.only == ["rollout", "mcp"]
+    with pytest.raises(SystemExit):
+        parse_arguments(["--only", "everything"])
+    assert QUICK.rollout_devices < FULL.rollout_devices
+    assert QUICK.fleet_devices < FULL.fleet_devices
