@@ -91,3 +91,45 @@ def restore(
 def register(app: typer.Typer) -> None:
     app.command("backup")(backup)
     app.command("restore")(restore)
+
+
+def require_backup_for_destructive(url: str, target: str, *, backup_file: Path | None,
+                                   acknowledged: bool, max_age_hours: float) -> None:
+    """Exit with status 2 when a destructive revision is pending without a fresh backup.
+
+    ``acknowledged`` (``--i-have-a-backup``) lets the upgrade go ahead after a warning, for
+    backups taken outside tikflow, such as storage snapshots or point-in-time recovery.
+    """
+    from datetime import timedelta
+
+    from storage.backup import database_revision
+    from storage.migration_guard import BackupRequired, check_backup, pending_migrations
+
+    try:
+        current = asyncio.run(database_revision(url))
+    except BackupError as exc:
+        _fail(exc)
+    destructive = [m for m in pending_migrations(current, target) if m.destructive]
+    if not destructive:
+        return
+    names = ", ".join(f"{m.revision} ({m.message})" if m.message else m.revision for m in destructive)
+    if backup_file is not None:
+        try:
+            manifest = check_backup(backup_file, url=url, revision=current,
+                                    max_age=timedelta(hours=max_age_hours))
+        except (BackupRequired, BackupError) as exc:
+            typer.echo(f"error: destructive migration {names} needs a fresh backup: {exc}", err=True)
+            raise typer.Exit(EXIT_INVALID) from None
+        typer.echo(f"destructive migration {names}: backup {backup_file} from "
+                   f"{manifest.created_at} at revision {manifest.alembic_revision} accepted")
+        return
+    if acknowledged:
+        typer.secho(f"WARNING: applying destructive migration {names} without a backup that "
+                    "tikflow checked (--i-have-a-backup). Data it drops can only come back from "
+                    "your own backup.", err=True, fg=typer.colors.RED, bold=True)
+        return
+    typer.echo(f"error: migration {names} is destructive; take a backup first "
+               f"(tikflow backup --output FILE) and pass --backup-file FILE, made within "
+               f"{max_age_hours:g} hours at revision {current}, or pass --i-have-a-backup",
+               err=True)
+    raise typer.Exit(EXIT_INVALID)

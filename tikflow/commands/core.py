@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+from pathlib import Path
 
 import typer
 from pydantic import ValidationError
@@ -60,11 +61,23 @@ def worker() -> None:
 
 
 @migrate_app.command("upgrade")
-def migrate_upgrade(revision: str = typer.Argument("head", help="Target revision")) -> None:
+def migrate_upgrade(
+    revision: str = typer.Argument("head", help="Target revision"),
+    backup_file: Path | None = typer.Option(
+        None, "--backup-file", help="Archive from tikflow backup; required for destructive revisions"),
+    i_have_a_backup: bool = typer.Option(
+        False, "--i-have-a-backup", help="Run destructive revisions without a checked backup"),
+    backup_max_age_hours: float = typer.Option(
+        24.0, "--backup-max-age-hours", min=0, help="Hours a --backup-file stays fresh enough"),
+) -> None:
     """Upgrade the database schema to REVISION (default: head)."""
     from storage.migrate import upgrade
+    from tikflow.commands.backup import require_backup_for_destructive
 
-    upgrade(load_settings().database.url, revision)
+    url = load_settings().database.url
+    require_backup_for_destructive(url, revision, backup_file=backup_file, acknowledged=i_have_a_backup,
+                                   max_age_hours=backup_max_age_hours)
+    upgrade(url, revision)
     typer.echo(f"database upgraded to {revision}")
 
 
