@@ -176,6 +176,24 @@ class UpdateSettings(BaseModel):
     timeout_seconds: float = Field(10.0, gt=0, le=120, description="Seconds to wait for it")
 
 
+class SnapshotPolicy(BaseModel):
+    """Scheduled configuration exports of the devices in one environment."""
+
+    enabled: bool = Field(True, description="Run the snapshot schedule of this environment")
+    interval_seconds: int = Field(3600, ge=1, description="Seconds between two exports of each "
+                                  "active device; keep it at or below the environment's RPO")
+    retention: int = Field(24, ge=1, le=100_000, description="Scheduled snapshots kept per device; "
+                           "older ones are deleted, snapshots taken for plans are kept")
+
+
+class SnapshotSettings(BaseModel):
+    """Snapshot schedule per device environment (``snapshot-schedule:{env}`` in Temporal)."""
+
+    lab: SnapshotPolicy = SnapshotPolicy()
+    staging: SnapshotPolicy = SnapshotPolicy(retention=72)
+    prod: SnapshotPolicy = SnapshotPolicy(interval_seconds=900, retention=200)
+
+
 class LoggingSettings(BaseModel):
     level: str = "INFO"
     format: str = Field("auto", pattern="^(auto|json|console)$")
@@ -203,6 +221,7 @@ class Settings(BaseSettings):
     plans: PlanSettings = PlanSettings()
     logging: LoggingSettings = LoggingSettings()
     updates: UpdateSettings = UpdateSettings()
+    snapshots: SnapshotSettings = SnapshotSettings()
     disabled_tools: list[str] = Field(default_factory=list, description="MCP tools switched off")
     disabled_tiers: list[str] = Field(
         default_factory=list, description="Risk tiers switched off: read, plan, apply or admin")
