@@ -26,7 +26,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import PrincipalDep, ServicesDep, require_role
+from api.deps import ServicesDep, require_role
 from api.security import Principal
 from api.services import Services
 from inventory.secret_refs import SecretRefError, resolve_secret_ref
@@ -382,14 +382,7 @@ async def rotate_credentials(device: str, services: ServicesDep,
     if row.status != "active":
         raise HTTPException(status.HTTP_409_CONFLICT,
                             detail=f"device {row.name} is {row.status}; only active devices rotate credentials")
-    credentials = await _credentials(services, row.id)
-    latest = max((c.generation for c in credentials), default=0)
-    client = await services.temporal()
-    if await _is_running(client, rotate_workflow_id(row.id, latest)):
-        raise HTTPException(status.HTTP_409_CONFLICT,
-                            detail=f"a credential rotation of {row.name} is running: "
-                                   f"{rotate_workflow_id(row.id, latest)}")
-    generation = latest + 1
+    generation = await _next_generation(services, row)
     workflow_id = rotate_workflow_id(row.id, generation)
     await _start(services, CredentialRotateWorkflow.run,
                  RotateCredentialsInput(device_id=row.id, generation=generation, policy=body.policy,
@@ -449,14 +442,34 @@ async def show_operation(device: str, workflow_id: str, services: ServicesDep,
     return operation
 
 
-async def _is_running(client: Client, workflow_id: str) -> bool:
+async def _next_generation(services: Services, device: Device) -> int:
+    """Return the first credential generation no rotation workflow has used; 409 while one runs.
+
+    A rotation that failed before storing its credential leaves no row behind, so the stored
+    generations alone would hand out its number, and its workflow id, a second time.
+    """
+    credentials = await _credentials(services, device.id)
+    generation = max((c.generation for c in credentials), default=0)
+    client = await services.temporal()
+    while True:
+        workflow_id = rotate_workflow_id(device.id, generation)
+        workflow_status = await _workflow_status(client, workflow_id) if generation > 1 else None
+        if workflow_status == WorkflowExecutionStatus.RUNNING:
+            raise HTTPException(status.HTTP_409_CONFLICT,
+                                detail=f"a credential rotation of {device.name} is running: {workflow_id}")
+        if workflow_status is None and generation > max((c.generation for c in credentials), default=0):
+            return generation
+        generation += 1
+
+
+async def _workflow_status(client: Client, workflow_id: str) -> WorkflowExecutionStatus | None:
     try:
         description = await client.get_workflow_handle(workflow_id).describe()
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
-            return False
+            return None
         raise
-    return description.status == WorkflowExecutionStatus.RUNNING
+    return description.status
 
 
 async def _operation(client: Client, device_id: str, workflow_id: str) -> dict[str, Any] | None:
