@@ -54,8 +54,11 @@ async def readyz(request: Request) -> JSONResponse:
 
 
 @router.get("/version")
-async def version() -> dict[str, str]:
-    return {"version": __version__}
+async def version() -> dict[str, str | None]:
+    """The running version and, when known, the git commit it was built from."""
+    from tikflow.commands.version_cmds import git_sha
+
+    return {"version": __version__, "git_sha": git_sha()}
 
 
 @router.get("/metrics")
