@@ -11,10 +11,12 @@ it does a CLI call, with the console user as the actor.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import structlog
 from fastapi import FastAPI, HTTPException, Request, status
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -22,6 +24,8 @@ from api.authz import tool_access
 from api.deps import get_principal
 from api.ratelimit import RateLimited
 from api.security import Principal
+
+log = structlog.get_logger(__name__)
 
 CONSOLE_PRINCIPAL = "tikflow.console_principal"
 # Seconds one in-process admin call may take; starting a workflow waits on Temporal.
@@ -41,7 +45,7 @@ class ApiResult:
 
     def error_text(self) -> str:
         """Return the API's error detail as one readable sentence."""
-        if self.status >= 500:
+        if self.status >= 500 and self.status != 504:
             # Server errors carry no useful detail for the user; the api log has the traceback.
             return f"the admin API failed (HTTP {self.status}); the api log has the details"
         detail = self.body.get("detail") if isinstance(self.body, dict) else self.body
@@ -80,9 +84,18 @@ class AdminApi:
         transport = httpx.ASGITransport(app=_WithPrincipal(self._app, principal),
                                         raise_app_exceptions=False)
         clean_params = {k: v for k, v in (params or {}).items() if v not in (None, "")}
-        async with httpx.AsyncClient(transport=transport, base_url="http://console.internal",
-                                     timeout=CALL_TIMEOUT) as client:
-            response = await client.request(method, f"/api/v1{path}", json=json, params=clean_params)
+        # ASGITransport ignores httpx timeouts, so the whole call is bounded here instead.
+        try:
+            async with asyncio.timeout(CALL_TIMEOUT):
+                async with httpx.AsyncClient(transport=transport,
+                                             base_url="http://console.internal") as client:
+                    response = await client.request(method, f"/api/v1{path}", json=json,
+                                                    params=clean_params)
+        except TimeoutError:
+            log.warning("admin API call timed out", method=method, path=path,
+                        subject=principal.subject, timeout_seconds=CALL_TIMEOUT)
+            return ApiResult(status=504, body={"detail": f"the admin API did not answer within "
+                                                         f"{CALL_TIMEOUT:.0f} s"})
         try:
             body = response.json()
         except ValueError:

@@ -161,8 +161,12 @@ async def device_operations(request: Request, device: str, user: UserDep) -> JSO
                                       + ", ".join(sorted(DEVICE_READERS))}, status_code=403)
     services = services_of(request)
     try:
-        found = await show_device(device, services, user)
-        operations = await list_operations(device, services, user)
+        async with asyncio.timeout(DEVICE_READ_TIMEOUT):
+            found = await show_device(device, services, user)
+            operations = await list_operations(device, services, user)
+    except TimeoutError:
+        return JSONResponse({"error": "no answer from Temporal within "
+                                      f"{DEVICE_READ_TIMEOUT:.0f} s"}, status_code=504)
     except HTTPException as err:
         return JSONResponse({"error": err.detail}, status_code=err.status_code)
     except (RPCError, RuntimeError) as err:

@@ -6,6 +6,7 @@ decides who may do what. The page only hides buttons that the user's roles can n
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 from urllib.parse import quote
@@ -49,6 +50,8 @@ CHANGES_EXAMPLE = json.dumps([{"device": "core-1", "path": "/ip/address", "actio
 ACTION_DONE = {"apply": "Apply started.", "approve": "Approved.", "pause": "Rollout paused.",
                "resume": "Rollout resumed.", "abort": "Abort requested."}
 LIST_LIMIT = 200
+# Seconds one progress poll may take before the page is told to try again.
+POLL_TIMEOUT = 10.0
 
 
 @router.get("")
@@ -137,9 +140,14 @@ async def plan_progress(request: Request, plan_id: str, user: UserDep) -> JSONRe
     signed-in caller, and every console user is one.
     """
     try:
-        plan = await read_plan(plan_id, services_of(request), user)
+        async with asyncio.timeout(POLL_TIMEOUT):
+            plan = await read_plan(plan_id, services_of(request), user)
     except HTTPException as err:
         return JSONResponse({"error": err.detail}, status_code=err.status_code)
+    except TimeoutError:
+        # The live progress is a Temporal query, which waits for a worker to answer it.
+        return JSONResponse({"error": f"no progress within {POLL_TIMEOUT:.0f} s; the worker may "
+                                      "be busy or down"}, status_code=504)
     return JSONResponse(_progress_view(plan), headers={"cache-control": "no-store"})
 
 

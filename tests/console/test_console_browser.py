@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from collections.abc import AsyncIterator
 
 import pytest
@@ -22,7 +23,7 @@ from playwright.async_api import Page, Playwright, expect
 from api.breakglass import create_account
 from inventory.devices import Inventory, enrol_device, load_key_ring
 from storage.db import Database
-from tests.console.browser import open_browser, shot
+from tests.console.browser import SCREENSHOTS, open_browser, shot
 from tests.support.simulator import SimulatorProcess, product_samples, start_simulator
 from tests.support.stack import Stack, start_stack
 
@@ -61,6 +62,8 @@ async def stack(fleet: SimulatorProcess, temporal_server, tmp_path_factory) -> A
     finally:
         await db.dispose()
         running.stop()
+        # Keep the api and worker logs next to the screenshots for a failed run.
+        shutil.copytree(running.log_dir, SCREENSHOTS.parent / "console-stack-logs", dirs_exist_ok=True)
 
 
 @pytest.fixture(scope="module")
