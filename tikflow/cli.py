@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from tikflow import simulate_cmd
-from tikflow.commands import auth, backup, config, core, devices, plans, tools, version_cmds
+from tikflow.commands import auth, backup, config, core, devices, keys, plans, tools, version_cmds
 
 app = typer.Typer(
     name="tikflow",
@@ -17,6 +17,7 @@ core.register(app)
 simulate_cmd.register(app)
 app.add_typer(config.app, name="config")
 app.add_typer(devices.app, name="devices")
+app.add_typer(keys.app, name="keys")
 app.add_typer(plans.plans_app, name="plans")
 app.add_typer(plans.incident_app, name="incident")
 version_cmds.register(app)
