@@ -1,14 +1,16 @@
 """Read latency: tikflow's transports and its MCP read tool against direct librouteros calls.
 
 Every series reads ``/ip/address`` over one kept connection (or one MCP session), after a few
-warm-up calls that open the connection and fill caches. The baseline is the same print made
-with ``librouteros.async_connect`` directly, as a script without tikflow would make it.
+warm-up calls that open the connection and fill caches, and the series take turns call by
+call. The baseline is the same print made with ``librouteros.async_connect`` directly, as a
+script without tikflow would make it.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import librouteros
@@ -16,19 +18,32 @@ import librouteros
 from bench.stats import Summary, ratio, summarize
 from routeros.pool import DevicePool
 from routeros.target import TRANSPORTS, DeviceTarget
+from tests.support.stack import Stack
 
 WARMUP_CALLS = 5
+DIRECT = "direct librouteros (api)"
+MCP_SERIES = "MCP ip.address.list.v1"
 
 
-async def time_calls(call: Callable[[], Awaitable[Any]], calls: int) -> list[float]:
-    """Run ``call`` ``WARMUP_CALLS`` times untimed, then ``calls`` times; return seconds each."""
-    for _ in range(WARMUP_CALLS):
-        await call()
-    durations: list[float] = []
+Call = Callable[[], Awaitable[Any]]
+
+
+async def time_interleaved(series: dict[str, Call], calls: int) -> dict[str, list[float]]:
+    """Time ``calls`` rounds in which every series makes one call; return seconds per call.
+
+    Each series first makes ``WARMUP_CALLS`` untimed calls. Taking the series in turn within
+    each round spreads load from other processes evenly over them, so the ratios between the
+    series are fairer than with one block of calls after another.
+    """
+    for call in series.values():
+        for _ in range(WARMUP_CALLS):
+            await call()
+    durations: dict[str, list[float]] = {name: [] for name in series}
     for _ in range(calls):
-        started = time.perf_counter()
-        await call()
-        durations.append(time.perf_counter() - started)
+        for name, call in series.items():
+            started = time.perf_counter()
+            await call()
+            durations[name].append(time.perf_counter() - started)
     return durations
 
 
@@ -38,13 +53,13 @@ def split_address(address: str) -> tuple[str, int]:
     return host, int(port)
 
 
-async def time_direct_print(endpoint: dict[str, Any], username: str, password: str,
-                            calls: int) -> list[float]:
-    """Time ``/ip/address/print`` through librouteros alone over one connection."""
+@asynccontextmanager
+async def direct_print(endpoint: dict[str, Any], username: str, password: str) -> AsyncIterator[Call]:
+    """Yield a call that prints ``/ip/address`` through librouteros alone, over one connection."""
     host, port = split_address(endpoint["api"])
     api = await librouteros.async_connect(host, username, password, port=port, timeout=30)
     try:
-        return await time_calls(lambda: _read_all(api), calls)
+        yield lambda: _read_all(api)
     finally:
         await api.close()
 
@@ -66,19 +81,18 @@ def transport_target(endpoint: dict[str, Any], transport: str) -> DeviceTarget:
                         password=endpoint["password"], tls_fingerprint=pinned)
 
 
-async def time_transport_print(endpoint: dict[str, Any], transport: str, calls: int) -> list[float]:
-    """Time ``/ip/address`` prints through a ``DevicePool`` session, as activities make them."""
+def pooled_print(pool: DevicePool, endpoint: dict[str, Any], transport: str) -> Call:
+    """Return a call that prints ``/ip/address`` in a ``DevicePool`` session, as activities do.
+
+    Each transport gets its own device id in the pool, so the series keep one connection each.
+    """
     target = transport_target(endpoint, transport)
-    pool = DevicePool(max_per_device=1)
 
     async def call() -> None:
-        async with pool.session(endpoint["name"], target) as client:
+        async with pool.session(f"{endpoint['name']}-{transport}", target) as client:
             await client.print("/ip/address")
 
-    try:
-        return await time_calls(call, calls)
-    finally:
-        await pool.close()
+    return call
 
 
 def comparison(series: Summary, direct: Summary) -> dict[str, Any]:
@@ -87,31 +101,36 @@ def comparison(series: Summary, direct: Summary) -> dict[str, Any]:
             "p95_ratio": ratio(series.p95_ms, direct.p95_ms)}
 
 
+def compare_to_first(durations: dict[str, list[float]]) -> dict[str, dict[str, Any]]:
+    """Summarize every series and give its ratios to the first one, the baseline."""
+    summaries = {name: summarize(seconds) for name, seconds in durations.items()}
+    baseline = next(iter(summaries.values()))
+    return {name: comparison(summary, baseline) for name, summary in summaries.items()}
+
+
 async def measure_transports(endpoint: dict[str, Any], calls: int) -> dict[str, Any]:
     """Measure every tikflow transport and the direct baseline against one device."""
-    direct = summarize(await time_direct_print(endpoint, endpoint["username"], endpoint["password"],
-                                               calls))
-    rows: dict[str, Any] = {"direct librouteros (api)": comparison(direct, direct)}
-    for transport in TRANSPORTS:
-        rows[f"tikflow {transport}"] = comparison(
-            summarize(await time_transport_print(endpoint, transport, calls)), direct)
-    return rows
+    pool = DevicePool(max_per_device=1)
+    try:
+        async with direct_print(endpoint, endpoint["username"], endpoint["password"]) as direct:
+            series = {DIRECT: direct}
+            for transport in TRANSPORTS:
+                series[f"tikflow {transport}"] = pooled_print(pool, endpoint, transport)
+            return compare_to_first(await time_interleaved(series, calls))
+    finally:
+        await pool.close()
 
 
-async def measure_mcp_read(stack: Any, endpoint: dict[str, Any], calls: int) -> dict[str, Any]:
+async def measure_mcp_read(stack: Stack, endpoint: dict[str, Any], calls: int) -> dict[str, Any]:
     """Measure ``ip.address.list.v1`` over MCP against a direct print with the same account.
 
-    ``stack`` is a running api (``tests.support.stack.Stack``) where ``endpoint``'s device is
-    enrolled under its own name with the service account.
+    ``stack`` is a running api where ``endpoint``'s device is enrolled under its own name with
+    the service account.
     """
     username, password = endpoint["service_username"], endpoint["service_password"]
-    direct = summarize(await time_direct_print(endpoint, username, password, calls))
-    async with stack.mcp() as mcp:
-        tool = summarize(await time_calls(
-            lambda: mcp.call("ip.address.list.v1", {"device": endpoint["name"]}), calls))
-    result = {
-        "direct librouteros (api)": comparison(direct, direct),
-        "MCP ip.address.list.v1": comparison(tool, direct),
-    }
-    result["MCP ip.address.list.v1"]["overhead_median_ms"] = tool.median_ms - direct.median_ms
-    return result
+    async with direct_print(endpoint, username, password) as direct, stack.mcp() as mcp:
+        series = {DIRECT: direct,
+                  MCP_SERIES: lambda: mcp.call("ip.address.list.v1", {"device": endpoint["name"]})}
+        rows = compare_to_first(await time_interleaved(series, calls))
+    rows[MCP_SERIES]["overhead_median_ms"] = rows[MCP_SERIES]["median_ms"] - rows[DIRECT]["median_ms"]
+    return rows

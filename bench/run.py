@@ -143,10 +143,18 @@ async def run(names: list[str], sizes: Sizes) -> dict[str, dict[str, Any]]:
                 try:
                     results[name] = await BENCHMARKS[name](context)
                 except Exception as error:  # one failing benchmark must not lose the others
-                    log.exception("benchmark failed", benchmark=name)
-                    results[name] = sections.failed(name, f"{type(error).__name__}: {error}")
+                    message = describe_error(error)
+                    log.error("benchmark failed", benchmark=name, error=message)
+                    results[name] = sections.failed(name, message)
                 log.info("benchmark finished", benchmark=name)
     return {name: results[name] for name in REPORT_ORDER if name in results}
+
+
+def describe_error(error: BaseException) -> str:
+    """Return ``Type: message`` of an error, or of each error inside an exception group."""
+    if isinstance(error, BaseExceptionGroup):
+        return "; ".join(describe_error(inner) for inner in error.exceptions)
+    return f"{type(error).__name__}: {error}"
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:

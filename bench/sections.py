@@ -24,7 +24,8 @@ def transports(rows: dict[str, dict[str, Any]], calls: int) -> dict[str, Any]:
     return {
         "title": "1. Read latency per transport",
         "script": "bench/latency.py (measure_transports), bench/fleet_process.py",
-        "method": (f"{calls} timed `/ip/address` prints per series after 5 warm-up calls, over one "
+        "method": (f"{calls} timed `/ip/address` prints per series after 5 warm-up calls, the series "
+                   "taking turns call by call, each over one "
                    "kept connection, as the admin user of one simulated RouterOS 7.19 device with no "
                    "added delay; the simulator runs in its own process. tikflow series go through "
                    "`DevicePool.session` and `DeviceClient.print`; `rest` is HTTPS with a pinned "
@@ -32,6 +33,9 @@ def transports(rows: dict[str, dict[str, Any]], calls: int) -> dict[str, Any]:
                    "'address')`."),
         "columns": LATENCY_COLUMNS,
         "rows": _latency_rows(rows),
+        "notes": ["A ratio below 1 is possible: librouteros 4.2 wraps every sentence read and "
+                  "write in `asyncio.wait_for`, and casts values to Python types. tikflow's api "
+                  "transport reads raw sentences and applies one timeout per command instead."],
         "data": rows,
     }
 
@@ -39,18 +43,22 @@ def transports(rows: dict[str, dict[str, Any]], calls: int) -> dict[str, Any]:
 def mcp(rows: dict[str, dict[str, Any]], calls: int, database: str) -> dict[str, Any]:
     """Section of benchmark 2: the MCP read tool against the same direct print."""
     tool = rows["MCP ip.address.list.v1"]
+    # Database work per call, read from api/mcp_tools.py and api/authz.py.
     return {
         "title": "2. MCP read-tool overhead",
         "script": "bench/latency.py (measure_mcp_read), bench/environment.py",
-        "method": (f"{calls} timed `ip.address.list.v1` calls after 5 warm-up calls, through the "
+        "method": (f"{calls} timed `ip.address.list.v1` calls after 5 warm-up calls, alternating "
+                   "with the baseline, through the "
                    "official MCP client (streamable HTTP) in one session with the dev token, against "
                    f"the real api process ({database} database) and one enrolled simulated device "
                    "with no added delay. The baseline is the same print made directly with "
                    "librouteros as the same service account."),
         "columns": LATENCY_COLUMNS,
         "rows": _latency_rows(rows),
-        "notes": [f"Median overhead per tool call: {tool['overhead_median_ms']:.2f} ms (token check, "
-                  "MCP framing over HTTP, the inventory lookup and the pooled device session)."],
+        "notes": [f"Median overhead per tool call: {tool['overhead_median_ms']:.2f} ms. Besides MCP "
+                  "framing over HTTP and the token check, each call reads the switched-off tools, "
+                  "counts a caller and a device rate-limit window, looks the device up twice and "
+                  "writes an audit row, all in the database, around the pooled device session."],
         "data": rows,
     }
 
@@ -90,12 +98,14 @@ def rollout(record: dict[str, Any], database: str) -> dict[str, Any]:
     rows = [
         ["devices", shape["devices"]],
         ["changes per device (address adds)", shape["changes_per_device"]],
+        [f"plans (at most {record['max_changes_per_plan']} changes each, applied one after another)",
+         len(record["plans"])],
         ["reply delay per round trip (ms)", delay_ms],
         ["canary / batch size / max_parallel", f"{shape['canary']} / {shape['batch_size']} / "
                                                f"{shape['max_parallel']}"],
         ["worker activity slots", shape["activity_slots"]],
         ["plan risk", record["risk"]],
-        ["plan.create.v1 (s, not part of the wall time)", record["plan_create_seconds"]],
+        ["plan.create.v1, all plans (s, not part of the wall time)", record["plan_create_seconds"]],
         ["device round trips expected", record["round_trips_expected"]],
         ["device round trips counted by the simulator", record["round_trips_counted"]],
         ["commands counted", ", ".join(f"{command} {count}" for command, count
@@ -104,20 +114,21 @@ def rollout(record: dict[str, Any], database: str) -> dict[str, Any]:
         ["floor: apply (s)", floor["apply"]],
         ["floor: health gates (s)", floor["health_gates"]],
         ["floor: total (s)", floor["total"]],
-        ["wall time (s)", record["wall_seconds"]],
+        ["wall time, all plans (s)", record["wall_seconds"]],
         ["**wall / floor**", record["wall_to_floor"]],
     ]
     return {
         "title": "4. Rollout against its round-trip floor",
         "script": "bench/rollout.py, bench/stats.py (rollout_floor), bench/environment.py",
-        "method": (f"A plan of {shape['changes_per_device']} address adds per device over "
+        "method": (f"Plans of {shape['changes_per_device']} address adds per device over "
                    f"{shape['devices']} simulated devices, created and applied through MCP against the "
                    f"real api, worker and Temporal dev server ({database} database). Every device "
                    f"delays each reply by {delay_ms:g} ms (the simulator's `latency` fault). Wall time "
-                   "runs from the `plan.apply.v1` call until the PlanApply workflow returns."),
+                   "runs from each `plan.apply.v1` call until its PlanApply workflow returns."),
         "columns": ["quantity", "value"],
         "rows": rows,
         "notes": [
+            "Wall time and floor are sums over the plans. "
             "Floor = round trips on the critical path x delay. Preflight checks one device after "
             "the other (login + the fingerprint prints of each). Each batch applies its devices' "
             "changes one by one, max_parallel devices at a time, and the health gate reads every "

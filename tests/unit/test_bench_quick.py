@@ -9,9 +9,10 @@ import pytest
 
 from bench import sections
 from bench.fleet_process import CountingFaults, build_fleet, handle
+from bench.latency import WARMUP_CALLS, compare_to_first, time_interleaved
 from bench.report import render_markdown, write_results
-from bench.rollout import plan_changes, rollout_result
-from bench.run import FULL, QUICK, parse_arguments
+from bench.rollout import PlanRun, plan_changes, rollout_result, split_devices
+from bench.run import FULL, QUICK, describe_error, parse_arguments
 from bench.stats import RolloutShape, percentile, ratio, rollout_floor, summarize
 from simulator.runner import SAMPLES
 from workflows.models import RolloutPolicy
@@ -94,14 +95,43 @@ def test_bench_round_trips_per_device() -> None:
     assert shape(devices=20).total_round_trips() == 260
 
 
+def plan_run(devices: int, wall: float) -> PlanRun:
+    return PlanRun(shape=shape(devices=devices), wall=wall, create_seconds=1.5,
+                   replies=shape(devices=devices).total_round_trips(),
+                   commands={"/ip/address/add": devices * 5}, risk="medium")
+
+
 def test_bench_rollout_result_ratio() -> None:
     """The rollout record divides the wall time by the floor total."""
-    record = rollout_result(shape(devices=20), wall=7.0, replies=260, create_seconds=1.5,
-                            risk="medium")
+    record = rollout_result([plan_run(20, 7.0)])
     floor = rollout_floor(shape(devices=20))
     assert record["floor_seconds"]["total"] == pytest.approx(floor.total)
     assert record["wall_to_floor"] == pytest.approx(7.0 / floor.total)
-    assert record["round_trips_expected"] == record["round_trips_counted"] == 260
+    assert record["round_trips_expected"] == 260
+    assert record["round_trips_counted"] == 260
+
+
+def test_bench_rollout_result_sums_plans() -> None:
+    """Two plans add up: devices, wall time, floor phases, round trips and commands."""
+    record = rollout_result([plan_run(100, 20.0), plan_run(100, 30.0)])
+    single = rollout_floor(shape(devices=100))
+    assert record["shape"]["devices"] == 200
+    assert record["wall_seconds"] == pytest.approx(50.0)
+    assert record["floor_seconds"]["preflight"] == pytest.approx(2 * single.preflight)
+    assert record["floor_seconds"]["total"] == pytest.approx(2 * single.total)
+    assert record["wall_to_floor"] == pytest.approx(50.0 / (2 * single.total))
+    assert record["round_trips_expected"] == 2 * 100 * 13
+    assert record["commands_counted"] == {"/ip/address/add": 1000}
+    assert [plan["devices"] for plan in record["plans"]] == [100, 100]
+
+
+def test_bench_split_keeps_devices_whole() -> None:
+    """200 devices of 5 changes fill two plans of 500; a remainder gets a plan of its own."""
+    names = [f"r{index}" for index in range(1, 202)]
+    groups = split_devices(names, 5, 500)
+    assert [len(group) for group in groups] == [100, 100, 1]
+    assert sum(groups, []) == names
+    assert split_devices(["r1"], 600, 500) == [["r1"]]
 
 
 def test_bench_plan_changes_per_device() -> None:
@@ -141,8 +171,7 @@ def fixed_results() -> dict:
                                          "median_ratio": 1.0, "p95_ratio": 1.0},
             "tikflow api": {"calls": 3, "median_ms": 0.6, "p95_ms": 1.2,
                             "median_ratio": 1.2, "p95_ratio": 1.5}}
-    record = rollout_result(shape(devices=20), wall=7.0, replies=260, create_seconds=1.5,
-                            risk="medium")
+    record = rollout_result([plan_run(20, 7.0)])
     return {
         "mode": "quick",
         "machine": {"cpu_count": 2, "python": "3.11.7", "date_utc": "2026-12-04 21:00",
@@ -184,3 +213,33 @@ def test_bench_arguments_select_sizes_and_benchmarks() -> None:
         parse_arguments(["--only", "everything"])
     assert QUICK.rollout_devices < FULL.rollout_devices
     assert QUICK.fleet_devices < FULL.fleet_devices
+
+
+def test_bench_error_text_unwraps_groups() -> None:
+    """A failure inside a task group is reported by its own type and message."""
+    group = ExceptionGroup("unhandled errors in a TaskGroup", [RuntimeError("rate limit exceeded")])
+    assert describe_error(group) == "RuntimeError: rate limit exceeded"
+    assert describe_error(ValueError("bad")) == "ValueError: bad"
+
+
+async def test_bench_interleaved_series_take_turns() -> None:
+    """Each series warms up first, then the series alternate call by call."""
+    order: list[str] = []
+
+    def recorder(name: str):
+        async def call() -> None:
+            order.append(name)
+        return call
+
+    durations = await time_interleaved({"a": recorder("a"), "b": recorder("b")}, 3)
+    assert order[:2 * WARMUP_CALLS] == ["a"] * WARMUP_CALLS + ["b"] * WARMUP_CALLS
+    assert order[2 * WARMUP_CALLS:] == ["a", "b"] * 3
+    assert [len(seconds) for seconds in durations.values()] == [3, 3]
+
+
+def test_bench_ratios_relative_to_first_series() -> None:
+    """The first series is the baseline: ratio 1, and the others divide by it."""
+    rows = compare_to_first({"direct": [0.001, 0.001], "tool": [0.003, 0.003]})
+    assert rows["direct"]["median_ratio"] == pytest.approx(1.0)
+    assert rows["tool"]["median_ratio"] == pytest.approx(3.0)
+    assert rows["tool"]["p95_ms"] == pytest.approx(3.0)
