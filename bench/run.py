@@ -112,6 +112,7 @@ async def bench_fleet(context: Context) -> dict[str, Any]:
 async def bench_rollout(context: Context) -> dict[str, Any]:
     environment = await context.stack()
     record = await measure_rollout(environment, context.sizes.delay)
+    record["worker_rss_after_mib"] = resident_mib(environment.worker_pid())
     return sections.rollout(record, environment.database)
 
 

@@ -116,6 +116,7 @@ def rollout(record: dict[str, Any], database: str) -> dict[str, Any]:
         ["floor: total (s)", floor["total"]],
         ["wall time, all plans (s)", record["wall_seconds"]],
         ["**wall / floor**", record["wall_to_floor"]],
+        ["worker RSS after the rollout (MiB)", record.get("worker_rss_after_mib")],
     ]
     return {
         "title": "4. Rollout against its round-trip floor",
