@@ -50,7 +50,7 @@ CHANGES_EXAMPLE = json.dumps([{"device": "core-1", "path": "/ip/address", "actio
 ACTION_DONE = {"apply": "Apply started.", "approve": "Approved.", "pause": "Rollout paused.",
                "resume": "Rollout resumed.", "abort": "Abort requested."}
 LIST_LIMIT = 200
-# Seconds one progress poll may take before the page is told to try again.
+# Seconds one progress poll may take before it returns 504 and the page polls again.
 POLL_TIMEOUT = 10.0
 
 
@@ -145,7 +145,7 @@ async def plan_progress(request: Request, plan_id: str, user: UserDep) -> JSONRe
     except HTTPException as err:
         return JSONResponse({"error": err.detail}, status_code=err.status_code)
     except TimeoutError:
-        # The live progress is a Temporal query, which waits for a worker to answer it.
+        # The live progress is a Temporal query, which waits until a worker handles it.
         return JSONResponse({"error": f"no progress within {POLL_TIMEOUT:.0f} s; the worker may "
                                       "be busy or down"}, status_code=504)
     return JSONResponse(_progress_view(plan), headers={"cache-control": "no-store"})

@@ -141,7 +141,7 @@ async def test_console_oidc_callback_without_state_is_refused(api: RunningApi) -
 
 async def test_console_offers_actions_by_matrix(playwright: Playwright, api: RunningApi,
                                                tmp_path: Path) -> None:
-    """An operator may apply a lab plan but sees a prod plan read-only, as the matrix says."""
+    """An operator may apply a lab plan, but a prod plan is read-only under the matrix."""
     context = await open_browser(playwright, tmp_path / "profile")
     page = await context.new_page()
     try:

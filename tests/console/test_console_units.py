@@ -43,7 +43,7 @@ def test_snapshot_diff_marks_gaps_between_hunks() -> None:
 
 
 def test_snapshot_diff_is_cut_when_huge() -> None:
-    """A diff longer than the row limit is cut and says so."""
+    """A diff longer than the row limit is cut and flagged as cut."""
     left = [f"old {i}" for i in range(MAX_DIFF_ROWS + 10)]
     right = [f"new {i}" for i in range(MAX_DIFF_ROWS + 10)]
 
