@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -47,10 +48,16 @@ async def test_oidc_verifier_accepts_provider_token(idp: MockIdP) -> None:
     assert verified.expires_at is not None
 
 
+@dataclass(frozen=True)
+class _Offset:
+    seconds: int
+
+
 @pytest.mark.parametrize("extra, reason", [
-    ({"exp": int(time.time()) - 120}, "expired"),
-    ({"nbf": int(time.time()) + 120}, "not yet valid"),
-    ({"iat": int(time.time()) + 120}, "issued in the future"),
+    # Times are offsets from when the test runs, not from collection, which may be minutes earlier.
+    ({"exp": _Offset(-120)}, "expired"),
+    ({"nbf": _Offset(120)}, "not yet valid"),
+    ({"iat": _Offset(120)}, "issued in the future"),
     ({"aud": ["other", "another"]}, "audience mismatch"),
     ({"iss": "http://127.0.0.1:9"}, "issuer mismatch"),
     ({"sub": ""}, "sub is missing"),
@@ -60,6 +67,7 @@ async def test_oidc_verifier_accepts_provider_token(idp: MockIdP) -> None:
 async def test_oidc_verifier_claim_checks(idp: MockIdP, extra: dict[str, Any], reason: str) -> None:
     """Each claim check rejects a token the provider signed, with the reason for the log."""
     verifier = OidcVerifier(OidcSettings(issuer=idp.issuer, clock_skew_seconds=30), AuthSettings())
+    extra = {k: int(time.time()) + v.seconds if isinstance(v, _Offset) else v for k, v in extra.items()}
     try:
         with pytest.raises(InvalidToken) as caught:
             await verifier.verify(idp.sign(_claims(idp, **extra)))

@@ -61,8 +61,16 @@ def test_export_samples_exist() -> None:
 @pytest.fixture(scope="module", params=_export_files(), ids=lambda path: path.name)
 def loaded(request: pytest.FixtureRequest) -> Iterator[tuple[Path, BackgroundFleet]]:
     export: Path = request.param
-    with BackgroundFleet(Fleet(1, export=export, transports=("api",))) as background:
+    fleet = Fleet(1, export=export, transports=("api",))
+    open_api_service(fleet.device("r1").state)
+    with BackgroundFleet(fleet) as background:
         yield export, background
+
+
+def open_api_service(state: DeviceState) -> None:
+    """Enable the API for every address: real exports disable it or limit it to one network."""
+    service = state.table("/ip/service").find("api")
+    state.update_item("/ip/service", service[".id"], {"disabled": "false", "address": None})
 
 
 def test_export_items_read_back_over_api(loaded: tuple[Path, BackgroundFleet]) -> None:
