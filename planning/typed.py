@@ -11,7 +11,7 @@ import ipaddress
 import re
 from collections.abc import Iterable, Sequence
 
-from planning.validation import PlanValidationError, check_place_before
+from planning.validation import PlanValidationError, check_place_before  # noqa: F401 - re-exported
 
 VLAN_MIN, VLAN_MAX = 1, 4094
 

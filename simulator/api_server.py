@@ -11,9 +11,9 @@ a real network.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import contextlib
 import hashlib
+import ipaddress
 import logging
 import secrets
 import socket

@@ -168,7 +168,7 @@ class PlanApplyWorkflow:
                 lambda: bool(self._approved_by) or self._abort_by is not None,
                 timeout=timedelta(seconds=plan.approval.timeout_seconds),
             )
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return f"expired: not approved within {plan.approval.timeout_seconds} s"
         if self._abort_by is not None:
             return f"aborted by {self._abort_by} before approval"

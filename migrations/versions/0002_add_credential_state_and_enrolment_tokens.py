@@ -8,9 +8,8 @@ Additive only: existing credentials become ``active``, which is what their ``act
 already said, so an api or worker of the previous release keeps working during the upgrade.
 """
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0002'
 down_revision = '0001'

@@ -6,7 +6,14 @@ import pytest
 import structlog
 from mcp.server.mcpserver.exceptions import ToolError
 
-from api.catalog import DEPRECATIONS, TIERS, Deprecation, ToolCatalog, current_major, registered_catalog
+from api.catalog import (
+    DEPRECATIONS,
+    TIERS,
+    Deprecation,
+    ToolCatalog,
+    current_major,
+    registered_catalog,
+)
 from api.tools_paged import decode_cursor, encode_cursor, page_rows
 
 
