@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 
 from api.catalog import ToolEntry, registered_catalog
+from api.console.admin_client import ApiResult
 from api.console.csrf import require_csrf
 from api.console.web import AdminApiDep, UserDep, flash, render, root
 from storage.incident import TOOL_PREFIX
@@ -66,8 +67,15 @@ async def incident_page(request: Request, user: UserDep, api: AdminApiDep) -> Re
         "incident": result.body, "pause": result.body.get("pause") or {},
         "tools": tool_rows(result.body),
         "history": history.body.get("items", []) if history.ok else [],
-        "history_error": None if history.ok else history.error_text(),
+        "history_error": None if history.ok else _history_error(history),
     })
+
+
+def _history_error(result: ApiResult) -> str:
+    if result.status == 403:
+        return ("Your roles cannot read the audit trail; the latest change of each switch is "
+                "shown above.")
+    return result.error_text()
 
 
 @router.post("/pause", dependencies=[Depends(require_csrf)])

@@ -162,9 +162,10 @@ async def plan_action(request: Request, plan_id: str, action: str, user: UserDep
     body: dict[str, Any] = {}
     if action in ("apply", "approve"):
         body["plan_hash"] = str(form.get("plan_hash", ""))
-    reason = str(form.get("reason", "")).strip()
-    if reason:
-        body["reason"] = reason[:500]
+    for field in ("note", "reason"):
+        text = str(form.get(field, "")).strip()
+        if text:
+            body[field] = text[:500]
     result = await api.post(user, f"/plans/{quote(plan_id, safe='')}/{action}", body)
     if result.ok:
         flash(request, ACTION_DONE[action], "success")

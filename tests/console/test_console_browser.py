@@ -239,6 +239,7 @@ async def test_console_four_eyes_approval_by_second_user(operator: Page, approve
 
     await approver.goto(plan_url)
     await expect(approver.get_by_role("button", name="Apply")).to_have_count(0)
+    await approver.get_by_label("Note").fill("reviewed the diff")
     await approver.get_by_role("button", name="Approve this plan").click()
     await expect(approver.get_by_role("status").first).to_contain_text("Approved")
     await shot(approver, "plan-approved-by-bob")
@@ -382,7 +383,8 @@ async def test_console_audit_finds_the_actions(operator: Page, stack: Stack):
     await page.goto(f"{stack.api_url}/console/audit")
     await page.get_by_label("Actor").fill("bob")
     await page.get_by_role("button", name="Search").click()
-    await expect(page.locator("table")).to_contain_text("api:POST /api/v1/plans/{plan_id}/approve")
+    approval = page.locator("tbody tr").filter(has_text="api:POST /api/v1/plans/{plan_id}/approve")
+    await expect(approval).to_contain_text("reviewed the diff")
     await shot(page, "audit-by-actor")
 
     await page.get_by_label("Actor").fill("")
