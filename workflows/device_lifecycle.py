@@ -2,7 +2,7 @@
 
 Workflow ids are business ids: ``device-register:{device_id}``,
 ``credential-rotate:{device_id}:{generation}`` and ``device-decommission:{device_id}``. Inputs
-carry ids only; activities read credentials from the database, so no history holds a secret.
+carry ids only; activities read credentials from the database, so no history contains a secret.
 
 Rotation is a saga with one compensation, ``reconcile_credentials``: whatever step fails, it
 leaves the device with exactly one working credential that tikflow holds, or, when neither the

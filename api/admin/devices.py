@@ -1,7 +1,7 @@
 """Devices in the admin API: list, show, register, update, rotate credentials, decommission.
 
-Registering stores the device and its credential (encrypted) first and then starts the
-``device-register`` workflow with ids only; rotation and decommission start their workflows
+Registering stores the device and its encrypted credential first. Only then does it start the
+``device-register`` workflow, with ids only. Rotation and decommission start their workflows
 the same way. Every change is audited. No response, audit event or error contains a secret.
 
 Roles: ``reader`` reads, ``operator`` registers, renames, retags and rotates, ``admin``
@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal, TypeVar
 
+import structlog
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, status
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from sqlalchemy import func, or_, select
@@ -51,6 +52,7 @@ from workflows.models import (
 )
 from workflows.plan_apply import DEVICE_IDS, ENVIRONMENT
 
+log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/devices", tags=["devices"])
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -83,7 +85,7 @@ def _check_flags(value: dict[str, bool | int | str]) -> dict[str, bool | int | s
 
 
 class DeviceRegistration(BaseModel):
-    """What an operator gives to register a device."""
+    """Registration request: the device, where to reach it, and its credential."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -211,18 +213,37 @@ def _search_attributes(device: Device, phase: str) -> TypedSearchAttributes:
 
 
 async def _start(services: Services, workflow_run: Any, argument: Any, workflow_id: str,
-                 device: Device, summary: str) -> None:
-    """Start a lifecycle workflow; 409 when one with this id already ran or runs."""
-    client = await services.temporal()
+                 device: Device, summary: str,
+                 reuse: WorkflowIDReusePolicy = WorkflowIDReusePolicy.REJECT_DUPLICATE) -> None:
+    """Start a lifecycle workflow; 409 when one with this id already ran or runs.
+
+    Raises 503 when Temporal cannot be reached, after noting that on a pending device.
+    """
     try:
+        client = await services.temporal()
         await client.start_workflow(
             workflow_run, argument, id=workflow_id, task_queue=services.settings.temporal.task_queue,
             search_attributes=_search_attributes(device, "starting"), static_summary=summary,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            id_reuse_policy=reuse,
         )
     except WorkflowAlreadyStartedError:
         raise HTTPException(status.HTTP_409_CONFLICT,
                             detail=f"workflow {workflow_id} already exists; see its status") from None
+    except (RPCError, RuntimeError) as err:
+        log.warning("lifecycle workflow did not start", workflow_id=workflow_id, device_id=device.id,
+                    error=str(err))
+        detail = (f"workflow {workflow_id} did not start because Temporal at "
+                  f"{services.settings.temporal.address} failed: {err}; retry once it is back")
+        if device.status == "pending":
+            await _set_reason(services, device.id, detail)
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=detail) from None
+
+
+async def _set_reason(services: Services, device_id: str, reason: str) -> None:
+    async with services.db.session() as session:
+        stored = await session.get(Device, device_id)
+        if stored is not None:
+            stored.status_reason = reason
 
 
 # -- routes -------------------------------------------------------------------------------
@@ -259,7 +280,7 @@ async def show_device(device: str, services: ServicesDep,
 
 
 def validate_secret_body(model: type[ModelT], payload: Any) -> ModelT:
-    """Validate a request body that holds a secret; 422 errors never echo the input.
+    """Validate a request body that contains a secret; 422 errors never echo the input.
 
     FastAPI's own validation errors carry the rejected input, which for a missing field is the
     whole body, password included, so these routes validate the body themselves.
@@ -339,6 +360,65 @@ async def create_pending_device(services: Services, body: DeviceRegistration, pa
                                secret_ciphertext=ciphertext, key_id=key_id, active=True,
                                state="active", generation=1))
     return device
+
+
+class RegistrationRetry(BaseModel):
+    """A new attempt at registering a pending device, optionally with a new credential."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    username: str | None = Field(None, min_length=1, max_length=128)
+    password: SecretStr | None = None
+    password_ref: str | None = Field(None, description="env:NAME or file:/path on the api host")
+
+
+@router.post("/{device}/retry-registration", status_code=status.HTTP_202_ACCEPTED,
+             response_model=OperationStarted, openapi_extra=json_body_of(RegistrationRetry))
+async def retry_registration(device: str, services: ServicesDep,
+                             principal: Annotated[Principal, Depends(require_role("operator", "admin"))],
+                             payload: Annotated[Any, Body()] = None) -> OperationStarted:
+    """Run the registration of a pending device again, after fixing the password or the network."""
+    body = validate_secret_body(RegistrationRetry, payload or {})
+    row = await load_device(services, device)
+    if row.status != "pending":
+        raise HTTPException(status.HTTP_409_CONFLICT,
+                            detail=f"device {row.name} is {row.status}; only pending devices register again")
+    workflow_id = register_workflow_id(row.id)
+    if await _workflow_status(await services.temporal(), workflow_id) == WorkflowExecutionStatus.RUNNING:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=f"{workflow_id} is still running")
+    replaced = body.password is not None or body.password_ref is not None
+    if replaced:
+        await _replace_credential(services, row, body)
+    elif body.username is not None:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                            detail="a new username needs a password or password_ref too")
+    await _start(services, DeviceRegisterWorkflow.run,
+                 RegisterDeviceInput(device_id=row.id, requested_by=principal.subject),
+                 workflow_id, row, f"Register {row.name} again",
+                 reuse=WorkflowIDReusePolicy.ALLOW_DUPLICATE)
+    await _audit(services, principal, "device.register", "retried", row.id,
+                 {"new_credential": replaced, "username": body.username}, workflow_id=workflow_id)
+    return OperationStarted(device_id=row.id, workflow_id=workflow_id)
+
+
+async def _replace_credential(services: Services, device: Device, body: RegistrationRetry) -> None:
+    """Store the new credential as the active one; earlier ones become ``failed``."""
+    registration = DeviceRegistration.model_construct(password=body.password,
+                                                      password_ref=body.password_ref)
+    password = _password_of(registration)
+    credentials = await _credentials(services, device.id)
+    username = body.username or (credentials[-1].username if credentials else None)
+    if username is None:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="missing username")
+    ciphertext, key_id = services.inventory.keys.encrypt(password)
+    async with services.db.session() as session:
+        for credential in credentials:
+            stored = await session.get(Credential, credential.id)
+            if stored.state in ("active", "pending"):
+                stored.state, stored.active = "failed", False
+        session.add(Credential(device_id=device.id, username=username, secret_ciphertext=ciphertext,
+                               key_id=key_id, active=True, state="active",
+                               generation=max((c.generation for c in credentials), default=0) + 1))
 
 
 @router.patch("/{device}")
@@ -487,7 +567,7 @@ async def _operation(client: Client, device_id: str, workflow_id: str) -> dict[s
         try:
             progress = await handle.query("progress", result_type=LifecycleProgress)
         except (RPCError, WorkflowQueryFailedError):
-            # No worker has picked the workflow up yet, so nothing can answer the query.
+            # No worker has picked the workflow up yet, so nothing can respond to the query.
             return view | {"status": "running", "phase": "starting", "detail": "waiting for a worker"}
         view |= {"status": progress.status, "phase": progress.phase, "detail": progress.detail}
     elif description.status == WorkflowExecutionStatus.COMPLETED:

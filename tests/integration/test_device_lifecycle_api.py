@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
+from cryptography.fernet import Fernet
 from sqlalchemy import func, select
 
+from api.app import create_app
+from storage.migrate import upgrade
 from storage.models import AuditEvent, Credential, Device, Snapshot
-from tests.support.lifecycle import Stack, lifecycle_stack
+from tests.support.lifecycle import Stack, lifecycle_stack, serve
+from tikflow.devstack import free_port
+from tikflow.settings import Settings
 
 
 @pytest.fixture
@@ -73,7 +80,7 @@ async def test_register_with_wrong_password_stays_pending_with_reason(stack: Sta
 
 
 async def test_register_unreachable_device_stays_pending(stack: Stack) -> None:
-    """A device that does not answer stays pending with 'unreachable' and the service to check."""
+    """A device that does not respond stays pending with 'unreachable' and the service to check."""
     await stack.fleet.device("r2").stop()
     host, port = stack.endpoint("r2")
 
@@ -143,7 +150,7 @@ async def test_register_with_password_ref_resolves_env(stack: Stack, monkeypatch
 
 
 async def test_unknown_device_gets_404_for_every_operation(stack: Stack) -> None:
-    """Show, update, rotate and decommission of an unknown device answer 404 and change nothing."""
+    """Show, update, rotate and decommission of an unknown device return 404 and change nothing."""
     responses = [
         await stack.http.get("/api/v1/devices/nope"),
         await stack.http.patch("/api/v1/devices/nope", json={"tags": ["a"]}),
@@ -160,7 +167,7 @@ async def test_unknown_device_gets_404_for_every_operation(stack: Stack) -> None
 
 
 async def test_update_metadata_audits_before_and_after(stack: Stack) -> None:
-    """Name, tags, environment and flags change; the audit event holds before and after."""
+    """Name, tags, environment and flags change; the audit event stores before and after."""
     started = await stack.register("meta-1", tags=["a"])
     await stack.wait(started["device_id"], started["workflow_id"])
 
@@ -254,3 +261,29 @@ async def test_decommission_marks_inactive_and_keeps_history(stack: Stack) -> No
     assert await count(stack, AuditEvent, action="device.decommission") == 2
     operations = (await stack.http.get(f"/api/v1/devices/{started['device_id']}/operations")).json()
     assert [op["type"] for op in operations["items"]] == ["DeviceRegister", "DeviceDecommission"]
+
+
+async def test_register_without_temporal_returns_503_and_stays_pending(database_url: str, tmp_path) -> None:
+    """When Temporal is down, registration returns 503 and the device keeps the reason."""
+    await asyncio.to_thread(upgrade, database_url)
+    token = "t" * 32
+    settings = Settings(dev_token=token, master_key=Fernet.generate_key().decode(), var_dir=tmp_path,
+                        database={"url": database_url},
+                        temporal={"address": f"127.0.0.1:{free_port()}"})
+    server, task, port = await serve(create_app(settings))
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60,
+                                     headers={"Authorization": f"Bearer {token}"}) as http:
+            response = await http.post("/api/v1/devices", json={
+                "name": "no-temporal", "address": "192.0.2.7", "transport": "api",
+                "environment": "lab", "username": "u", "password": "pw-not-shown"})
+            device = (await http.get("/api/v1/devices/no-temporal")).json()
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 30)
+
+    assert response.status_code == 503
+    assert "did not start because Temporal" in response.json()["detail"]
+    assert "pw-not-shown" not in response.text
+    assert device["status"] == "pending"
+    assert "did not start" in device["status_reason"]

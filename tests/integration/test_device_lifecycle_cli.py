@@ -51,7 +51,8 @@ async def test_cli_runs_every_lifecycle_operation(stack: Stack, tmp_path) -> Non
     assert [d["name"] for d in listed] == ["edge-1"]
     code, table, _ = await stack.cli("devices", "list")
     assert code == 0
-    assert "edge-1" in table and "active" in table
+    assert "edge-1" in table
+    assert "active" in table
 
     shown = await stack.cli_json("devices", "show", "edge-1")
     assert shown["id"] == device_id
@@ -125,7 +126,7 @@ async def test_cli_duplicate_address_exits_2(stack: Stack, tmp_path) -> None:
 
 
 async def test_cli_unreachable_device_exits_1_with_reason(stack: Stack, tmp_path) -> None:
-    """A device that does not answer ends pending; the CLI exits 1 and says what to check."""
+    """A device that does not respond ends pending; the CLI exits 1 and names what to check."""
     await stack.fleet.device("r2").stop()
 
     code, stdout, stderr = await cli_register(stack, tmp_path, "down-1", "r2")
@@ -137,7 +138,7 @@ async def test_cli_unreachable_device_exits_1_with_reason(stack: Stack, tmp_path
 
 
 async def test_cli_wrong_api_token_exits_1(stack: Stack) -> None:
-    """A rejected token is a failure (exit 1) that says authentication is required."""
+    """A rejected token is a failure (exit 1) reporting that authentication is required."""
     stack.token = "wrong-token"
 
     code, _, stderr = await stack.cli("devices", "list")
@@ -225,3 +226,21 @@ def select_tokens():
     from sqlalchemy import select
 
     return select(EnrolmentToken)
+
+
+async def test_cli_retry_registration_with_new_password(stack: Stack, tmp_path) -> None:
+    """A device left pending by a wrong password registers after a retry with the right one."""
+    code, _, _ = await cli_register(stack, tmp_path, "retry-1", "r1", secret="wrong-password")
+    assert code == 1
+
+    code, stdout, stderr = await stack.cli(
+        "devices", "retry-registration", "retry-1",
+        "--password-file", password_file(tmp_path, stack.fleet.service_password), "--json")
+    active_again = await stack.cli("devices", "retry-registration", "retry-1")
+
+    assert code == 0, stderr
+    assert json.loads(stdout)["result"]["status"] == "active"
+    shown = await stack.cli_json("devices", "show", "retry-1")
+    assert [(c["generation"], c["state"]) for c in shown["credentials"]] == [(1, "failed"), (2, "active")]
+    assert active_again[0] == 2
+    assert "only pending devices register again" in active_again[2]

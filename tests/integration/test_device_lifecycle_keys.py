@@ -41,7 +41,7 @@ async def seed(db: Database, keys: KeyRing, secrets: list[str]) -> None:
 
 
 async def test_keys_rotate_reencrypts_every_credential(database_url: str) -> None:
-    """After rotate, every row opens with the new key alone and holds the same secret."""
+    """After rotate, every row opens with the new key alone and decrypts to the same secret."""
     await asyncio.to_thread(upgrade, database_url)
     old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
     secrets = [f"router-secret-{n}" for n in range(5)]

@@ -1,4 +1,4 @@
-"""Credential rotation under faults: every failure ends with one working credential tikflow holds."""
+"""Credential rotation under faults: every failure ends with one working credential that tikflow stores."""
 
 from __future__ import annotations
 
@@ -155,7 +155,7 @@ async def test_rotation_refuses_new_password_for_builtin_admin(stack: Stack) -> 
 
 
 async def test_second_rotation_while_one_runs_is_refused(stack: Stack) -> None:
-    """Starting a rotation while another one of the same device runs answers 409."""
+    """Starting a rotation while another one of the same device runs returns 409."""
     device_id = await registered(stack)
     stack.fleet.device("r1").faults.set_latency(0.3)
 

@@ -89,7 +89,8 @@ class Stack:
         return json.loads(stdout)
 
 
-async def _serve(app: Any) -> tuple[uvicorn.Server, asyncio.Task, int]:
+async def serve(app: Any) -> tuple[uvicorn.Server, asyncio.Task, int]:
+    """Serve ``app`` with uvicorn on a free loopback port; return the server, its task and port."""
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="on",
                                            log_level="warning", access_log=False))
     task = asyncio.create_task(server.serve())
@@ -128,7 +129,7 @@ async def lifecycle_stack(
     worker = Worker(temporal, task_queue=settings.temporal.task_queue, workflows=WORKFLOWS,
                     activities=activities(handler))
     async with Fleet(devices) as fleet, worker:
-        server, task, port = await _serve(create_app(settings))
+        server, task, port = await serve(create_app(settings))
         api_url = f"http://127.0.0.1:{port}"
         async with httpx.AsyncClient(base_url=api_url, timeout=30,
                                      headers={"Authorization": f"Bearer {token}"}) as http:

@@ -42,7 +42,7 @@ TimeoutOption = Annotated[float, typer.Option(help="Seconds to wait for the work
 
 
 class ApiError(Exception):
-    """The admin API rejected a request or could not be reached; ``exit_code`` says how."""
+    """The admin API rejected a request or could not be reached; ``exit_code`` is the exit status to use."""
 
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
@@ -175,7 +175,10 @@ def parse_flags(items: list[str]) -> dict[str, Any]:
         if not separator or not key:
             fail(f"invalid --capability {item!r}: expected KEY=VALUE", EXIT_BAD_INPUT)
         lowered = value.lower()
-        flags[key] = True if lowered == "true" else False if lowered == "false" else value
+        if lowered in ("true", "false"):
+            flags[key] = lowered == "true"
+        else:
+            flags[key] = value
     return flags
 
 
@@ -257,6 +260,27 @@ def register(
     else:
         body["password_ref"] = password_ref
     started = run_api("POST", "/devices", body)
+    finish(started, no_wait=no_wait, as_json=as_json, timeout=timeout)
+
+
+@app.command("retry-registration")
+def retry_registration(
+    device: Annotated[str, typer.Argument(help="Device id or name of a pending device")],
+    username: Annotated[str | None, typer.Option(help="New RouterOS user; default: the stored one")] = None,
+    password_file: Annotated[str | None, typer.Option(help="File holding a new password; - reads stdin")] = None,
+    password_ref: Annotated[str | None, typer.Option(help="env:NAME or file:/path, read by the api")] = None,
+    as_json: JsonOption = False,
+    no_wait: NoWaitOption = False,
+    timeout: TimeoutOption = 180.0,
+) -> None:
+    """Register a pending device again, optionally with a new credential."""
+    if password_file is not None and password_ref is not None:
+        fail("give at most one of --password-file or --password-ref", EXIT_BAD_INPUT)
+    body: dict[str, Any] = {"username": username, "password_ref": password_ref}
+    if password_file is not None:
+        body["password"] = read_password_file(password_file)
+    started = run_api("POST", f"/devices/{device}/retry-registration",
+                      {key: value for key, value in body.items() if value is not None})
     finish(started, no_wait=no_wait, as_json=as_json, timeout=timeout)
 
 

@@ -33,7 +33,7 @@ BATCH_SIZE = 200
 
 @dataclass
 class RotationReport:
-    """What a re-encryption pass did."""
+    """Counts from one re-encryption pass."""
 
     current_key_id: str
     reencrypted: int = 0
@@ -105,7 +105,7 @@ def generate() -> None:
 
 @app.command("status")
 def status(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table")) -> None:
-    """Show how many credentials each key seals and whether the key ring holds that key."""
+    """Show how many credentials each key seals and whether the key ring contains that key."""
     db, keys, key_ids = _load()
 
     async def run() -> Counter[str]:
