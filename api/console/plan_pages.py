@@ -1,7 +1,8 @@
 """Plan pages: list and filter, one plan's diff, risk, approvals and live rollout progress.
 
 Actions (apply, approve, pause, resume, abort) are the admin API's plan routes, and the API
-decides who may do what. The page only hides buttons that the user's roles can never use.
+decides who may do what. The page shows only the buttons that the user's roles, the access
+matrix and the plan's state allow, so most refusals never happen.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ router = APIRouter(prefix="/plans")
 
 STATUSES = ("planned", "queued", "awaiting_approval", "applying", "rolling_back", "applied",
             "rolled_back", "failed", "aborted", "needs_operator")
-RISKS = ("low", "medium", "high", "critical")
+RISKS = ("low", "medium", "high")
 # Roles the plan routes of the admin API accept for each action. The API also checks the plan
 # hash, the four-eyes rule, the environment and the plan's state.
 ACTION_ROLES = {
@@ -57,7 +58,11 @@ POLL_TIMEOUT = 10.0
 @router.get("")
 async def plans_page(request: Request, user: UserDep, api: AdminApiDep, status: str | None = None,
                      risk: str | None = None, q: str | None = None) -> Response:
-    """List plans, newest first, filtered by status, risk and text in description or author."""
+    """List plans, newest first, filtered by status, risk and text in description or author.
+
+    NOTE: the API filters by status only, so the risk and text filters narrow the newest
+    ``LIST_LIMIT`` plans of that status, not every plan.
+    """
     result = await api.get(user, "/plans", status=status, limit=LIST_LIMIT)
     if not result.ok:
         raise HTTPException(result.status, detail=result.error_text())
