@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from bench.environment import Environment
+from bench.history import ActivitySpan, activity_spans, activity_timing, phase_seconds
 from bench.stats import Floor, RolloutShape, ratio, rollout_floor
 from planning.planner import MAX_CHANGES
 from tests.support.stack import McpSession
@@ -46,6 +47,7 @@ class PlanRun:
     replies: int
     commands: dict[str, int]
     risk: str | None
+    spans: list[ActivitySpan] = field(default_factory=list)
 
 
 def plan_changes(device_names: list[str]) -> list[dict[str, Any]]:
@@ -103,6 +105,7 @@ async def apply_plan(environment: Environment, mcp: McpSession, temporal: Client
     handle = temporal.get_workflow_handle(workflow_id_for(created["plan_id"]))
     await handle.result(rpc_timeout=None, follow_runs=True)
     wall = time.perf_counter() - started
+    history = await handle.fetch_history()
 
     replies = sum(fleet.counts().values())
     commands = fleet.command_counts()
@@ -115,7 +118,8 @@ async def apply_plan(environment: Environment, mcp: McpSession, temporal: Client
                          activity_slots=WORKER_ACTIVITY_SLOTS, delay=delay,
                          preflight_round_trips=PREFLIGHT_PRINTS)
     return PlanRun(shape=shape, wall=wall, create_seconds=create_seconds, replies=replies,
-                   commands=commands, risk=created.get("risk", {}).get("level"))
+                   commands=commands, risk=created.get("risk", {}).get("level"),
+                   spans=activity_spans(history.events))
 
 
 def rollout_result(runs: list[PlanRun]) -> dict[str, Any]:
@@ -127,6 +131,9 @@ def rollout_result(runs: list[PlanRun]) -> dict[str, Any]:
     commands: Counter[str] = Counter()
     for run in runs:
         commands.update(run.commands)
+    phases = [phase_seconds(run.spans) for run in runs]
+    preflight = sum(phase["preflight"] for phase in phases)
+    batches = sum(phase["batches"] for phase in phases)
     return {
         "shape": asdict(runs[0].shape) | {"devices": sum(run.shape.devices for run in runs)},
         "max_changes_per_plan": MAX_CHANGES,
@@ -142,4 +149,8 @@ def rollout_result(runs: list[PlanRun]) -> dict[str, Any]:
         "round_trips_expected": sum(run.shape.total_round_trips() for run in runs),
         "round_trips_counted": sum(run.replies for run in runs),
         "commands_counted": dict(commands),
+        "phase_wall_seconds": {"preflight": preflight, "batches": batches},
+        "phase_to_floor": {"preflight": ratio(preflight, floor.preflight),
+                           "batches": ratio(batches, floor.apply + floor.health_gates)},
+        "activities": activity_timing([span for run in runs for span in run.spans]),
     }

@@ -94,6 +94,7 @@ def fleet(record: dict[str, Any]) -> dict[str, Any]:
 def rollout(record: dict[str, Any], database: str) -> dict[str, Any]:
     """Section of benchmark 4: rollout wall time against its round-trip floor."""
     shape, floor = record["shape"], record["floor_seconds"]
+    phases = record["phase_wall_seconds"]
     delay_ms = shape["delay"] * 1000
     rows = [
         ["devices", shape["devices"]],
@@ -116,6 +117,12 @@ def rollout(record: dict[str, Any], database: str) -> dict[str, Any]:
         ["floor: total (s)", floor["total"]],
         ["wall time, all plans (s)", record["wall_seconds"]],
         ["**wall / floor**", record["wall_to_floor"]],
+        ["preflight: wall (s) / floor", f"{_number(phases['preflight'])} / "
+                                        f"{_number(floor['preflight'])} = "
+                                        f"{_number(record['phase_to_floor']['preflight'])}"],
+        ["batches (changes and health gates): wall (s) / floor",
+         f"{_number(phases['batches'])} / {_number(floor['apply'] + floor['health_gates'])} = "
+         f"{_number(record['phase_to_floor']['batches'])}"],
         ["worker RSS after the rollout (MiB)", record.get("worker_rss_after_mib")],
     ]
     return {
@@ -139,9 +146,34 @@ def rollout(record: dict[str, Any], database: str) -> dict[str, Any]:
             "`/interface`, the tables the planner read and fingerprinted) + 1 per add + 1 verify "
             "print per change. The counted figure is every reply the simulator delayed during the "
             "apply; logins are the difference between it and the commands counted.",
+            "Activities, from the workflow histories. Schedule-to-start is the wait for Temporal "
+            "and a worker slot, start-to-close is the activity (device round trips and database "
+            "work). The rest of a phase's wall time is workflow-task time between activities:",
+            _activity_table(record["activities"], shape),
         ],
         "data": record,
     }
+
+
+def _number(value: float) -> str:
+    return f"{value:.3g}"
+
+
+def _activity_table(activities: dict[str, dict[str, Any]], shape: dict[str, Any]) -> str:
+    """Render activity timing as a Markdown table, with the device time each one needs."""
+    changes = shape["changes_per_device"]
+    round_trips = {
+        "snapshot_and_check": shape["login_round_trips"] + shape["preflight_round_trips"],
+        "apply_change": shape["apply_round_trips"],
+        "verify_applied": changes * shape["verify_round_trips_per_change"],
+    }
+    lines = ["| activity | count | device round trips each | median schedule-to-start ms | "
+             "median start-to-close ms |",
+             "|---|---|---|---|---|"]
+    for name, timing in activities.items():
+        lines.append(f"| {name} | {timing['count']} | {round_trips.get(name, 0)} | "
+                     f"{_number(timing['median_schedule_to_start_ms'])} | {_number(timing['median_start_to_close_ms'])} |")
+    return "\n".join(lines)
 
 
 def memory(idle_rss_mib: dict[str, float], fleet_record: dict[str, Any]) -> dict[str, Any]:

@@ -6,9 +6,12 @@ import json
 import math
 
 import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
 
 from bench import sections
 from bench.fleet_process import CountingFaults, build_fleet, handle
+from bench.history import activity_spans, activity_timing, phase_seconds
 from bench.latency import WARMUP_CALLS, compare_to_first, time_interleaved
 from bench.report import render_markdown, write_results
 from bench.rollout import PlanRun, plan_changes, rollout_result, split_devices
@@ -243,3 +246,49 @@ def test_bench_ratios_relative_to_first_series() -> None:
     assert rows["direct"]["median_ratio"] == pytest.approx(1.0)
     assert rows["tool"]["median_ratio"] == pytest.approx(3.0)
     assert rows["tool"]["p95_ms"] == pytest.approx(3.0)
+
+
+def history_event(event_id: int, event_type: int, seconds: float, **attributes) -> HistoryEvent:
+    event = HistoryEvent(event_id=event_id, event_type=event_type, **attributes)
+    event.event_time.FromNanoseconds(int(seconds * 1e9))
+    return event
+
+
+def activity_events(first_id: int, name: str, scheduled: float, started: float,
+                    completed: float) -> list[HistoryEvent]:
+    return [
+        history_event(first_id, EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED, scheduled,
+                      activity_task_scheduled_event_attributes={"activity_type": {"name": name}}),
+        history_event(first_id + 1, EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED, started,
+                      activity_task_started_event_attributes={"scheduled_event_id": first_id}),
+        history_event(first_id + 2, EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED, completed,
+                      activity_task_completed_event_attributes={"scheduled_event_id": first_id}),
+    ]
+
+
+def test_bench_history_phases_and_timing() -> None:
+    """Activity events pair up by scheduled id; phases span first schedule to last completion."""
+    events = (activity_events(1, "snapshot_and_check", 100.0, 100.01, 100.07)
+              + activity_events(4, "snapshot_and_check", 100.08, 100.09, 100.15)
+              + activity_events(7, "apply_change", 101.0, 101.02, 101.05)
+              + activity_events(10, "verify_applied", 101.1, 101.2, 101.3)
+              + [history_event(13, EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED, 102.0,
+                               activity_task_scheduled_event_attributes={
+                                   "activity_type": {"name": "apply_change"}})])
+    spans = activity_spans(events)
+    assert [span.name for span in spans] == ["snapshot_and_check", "snapshot_and_check",
+                                             "apply_change", "verify_applied"]
+    phases = phase_seconds(spans)
+    assert phases["preflight"] == pytest.approx(0.15)
+    assert phases["batches"] == pytest.approx(0.3)
+    timing = activity_timing(spans)
+    assert timing["snapshot_and_check"]["count"] == 2
+    assert timing["snapshot_and_check"]["median_schedule_to_start_ms"] == pytest.approx(10.0)
+    assert timing["snapshot_and_check"]["median_start_to_close_ms"] == pytest.approx(60.0)
+    assert timing["verify_applied"]["median_start_to_close_ms"] == pytest.approx(100.0)
+
+
+def test_bench_history_without_activities() -> None:
+    """A history without activities gives zero-length phases instead of raising."""
+    assert phase_seconds([]) == {"preflight": 0.0, "batches": 0.0}
+    assert activity_timing([]) == {}
