@@ -8,10 +8,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from inventory.devices import Inventory, enrol_device, load_key_ring
-from storage.db import Database
 from tests.support.simulator import SimulatorProcess, product_samples, start_simulator
-from tests.support.stack import Stack, start_stack
+from tests.support.stack import Stack, stack_with_router
 
 
 @pytest.fixture(scope="module")
@@ -23,21 +21,9 @@ def router() -> AsyncIterator[SimulatorProcess]:
 
 @pytest.fixture(scope="module")
 async def stack(router, temporal_server, tmp_path_factory) -> AsyncIterator[Stack]:
-    var_dir = tmp_path_factory.mktemp("dead-man")
-    url = f"sqlite+aiosqlite:///{var_dir}/tikflow.db"
-    running = start_stack(database_url=url, temporal_address=temporal_server.address, var_dir=var_dir)
-    db = Database(url)
-    endpoint = router.endpoints[0]
-    host, _, port = endpoint["api"].rpartition(":")
-    try:
-        await enrol_device(Inventory(db, load_key_ring(running.settings)), running.settings,
-                           name="core", address=host, port=int(port), transport="api",
-                           environment="lab", username=endpoint["service_username"],
-                           password=endpoint["service_password"])
+    async with stack_with_router(router, "core", temporal_address=temporal_server.address,
+                                 var_dir=tmp_path_factory.mktemp("dead-man")) as running:
         yield running
-    finally:
-        await db.dispose()
-        running.stop()
 
 
 async def test_lockout_change_is_restored_by_dead_man_switch(stack: Stack, router: SimulatorProcess):

@@ -129,3 +129,26 @@ def start_stack(*, database_url: str, temporal_address: str, var_dir: Path,
         raise
     return Stack(settings=settings, env=env, api_url=f"http://127.0.0.1:{api_port}", token=token,
                  log_dir=log_dir, supervisor=supervisor)
+
+
+@asynccontextmanager
+async def stack_with_router(router: Any, name: str, *, temporal_address: str,
+                            var_dir: Path) -> AsyncIterator[Stack]:
+    """Start a SQLite stack and register the simulator's first router under ``name``."""
+    from inventory.devices import Inventory, enrol_device
+    from storage.db import Database
+
+    url = f"sqlite+aiosqlite:///{var_dir}/tikflow.db"
+    running = start_stack(database_url=url, temporal_address=temporal_address, var_dir=var_dir)
+    db = Database(url)
+    endpoint = router.endpoints[0]
+    host, _, port = endpoint["api"].rpartition(":")
+    try:
+        await enrol_device(Inventory(db, load_key_ring(running.settings)), running.settings,
+                           name=name, address=host, port=int(port), transport="api",
+                           environment="lab", username=endpoint["service_username"],
+                           password=endpoint["service_password"])
+        yield running
+    finally:
+        await db.dispose()
+        running.stop()
