@@ -89,6 +89,7 @@ def run_fleet_measurement(devices: int) -> dict[str, Any]:
 
 
 async def bench_transports(context: Context) -> dict[str, Any]:
+    """Benchmark 1 against a one-device fleet of its own, serving every transport."""
     fleet = FleetProcess(1)
     try:
         endpoint = fleet.wait_ready()[0]
@@ -99,6 +100,7 @@ async def bench_transports(context: Context) -> dict[str, Any]:
 
 
 async def bench_mcp(context: Context) -> dict[str, Any]:
+    """Benchmark 2 against the stack's first device."""
     environment = await context.stack()
     endpoint = environment.fleet.endpoints[0]
     rows = await measure_mcp_read(environment.stack, endpoint, context.sizes.calls)
@@ -106,10 +108,12 @@ async def bench_mcp(context: Context) -> dict[str, Any]:
 
 
 async def bench_fleet(context: Context) -> dict[str, Any]:
+    """Benchmark 3: the large fleet in a fresh process."""
     return sections.fleet(context.large_fleet())
 
 
 async def bench_rollout(context: Context) -> dict[str, Any]:
+    """Benchmark 4 over every device of the stack's fleet."""
     environment = await context.stack()
     record = await measure_rollout(environment, context.sizes.delay)
     record["worker_rss_after_mib"] = resident_mib(environment.worker_pid())
@@ -117,6 +121,7 @@ async def bench_rollout(context: Context) -> dict[str, Any]:
 
 
 async def bench_memory(context: Context) -> dict[str, Any]:
+    """Benchmark 5 from the stack's idle sample and the large fleet's figures."""
     await context.stack()
     return sections.memory(context.idle_rss_mib, context.large_fleet())
 
@@ -139,7 +144,8 @@ async def run(names: list[str], sizes: Sizes) -> dict[str, dict[str, Any]]:
         async with AsyncExitStack() as cleanup:
             context = Context(sizes=sizes, needs_rollout_fleet="rollout" in names,
                               cleanup=cleanup, var_dir=Path(var_dir))
-            for name in (name for name in BENCHMARKS if name in names):
+            selected = [name for name in BENCHMARKS if name in names]
+            for name in selected:
                 log.info("benchmark started", benchmark=name)
                 try:
                     results[name] = await BENCHMARKS[name](context)
@@ -147,7 +153,8 @@ async def run(names: list[str], sizes: Sizes) -> dict[str, dict[str, Any]]:
                     message = describe_error(error)
                     log.error("benchmark failed", benchmark=name, error=message)
                     results[name] = sections.failed(name, message)
-                log.info("benchmark finished", benchmark=name)
+                else:
+                    log.info("benchmark finished", benchmark=name)
     return {name: results[name] for name in REPORT_ORDER if name in results}
 
 
