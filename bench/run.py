@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -173,6 +174,9 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
                              f"{QUICK.rollout_devices}-device rollout, {QUICK.calls} calls per series)")
     parser.add_argument("--only", action="append", choices=list(BENCHMARKS), metavar="NAME",
                         help=f"run only this benchmark; repeatable; one of {', '.join(BENCHMARKS)}")
+    parser.add_argument("--note", default=os.environ.get("TIKFLOW_BENCH_NOTE"),
+                        help="one line about the machine or the run to record with the results, "
+                             "such as other load on the cores (default: $TIKFLOW_BENCH_NOTE)")
     parser.add_argument("--output", type=Path, default=None,
                         help="folder for results.md and results.json (default: bench/, or "
                              "bench/out/ with --quick)")
@@ -185,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     sizes = QUICK if arguments.quick else FULL
     names = arguments.only or list(BENCHMARKS)
     benchmarks = asyncio.run(run(names, sizes))
-    results = {"mode": "quick" if arguments.quick else "full", "machine": machine_info(),
+    machine = machine_info() | ({"note": arguments.note} if arguments.note else {})
+    results = {"mode": "quick" if arguments.quick else "full", "machine": machine,
                "benchmarks": benchmarks}
     output = arguments.output or (BENCH_DIR / "out" if arguments.quick else BENCH_DIR)
     output.mkdir(parents=True, exist_ok=True)

@@ -292,3 +292,12 @@ def test_bench_history_without_activities() -> None:
     """A history without activities gives zero-length phases instead of raising."""
     assert phase_seconds([]) == {"preflight": 0.0, "batches": 0.0}
     assert activity_timing([]) == {}
+
+
+def test_bench_note_from_option_or_environment(monkeypatch) -> None:
+    """The machine note comes from --note, else from TIKFLOW_BENCH_NOTE, else is absent."""
+    monkeypatch.delenv("TIKFLOW_BENCH_NOTE", raising=False)
+    assert parse_arguments([]).note is None
+    monkeypatch.setenv("TIKFLOW_BENCH_NOTE", "2 cores, shared")
+    assert parse_arguments([]).note == "2 cores, shared"
+    assert parse_arguments(["--note", "idle machine"]).note == "idle machine"
