@@ -6,6 +6,7 @@ turns it into a tool error and the admin API into a 4xx response.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import structlog
@@ -215,9 +216,10 @@ async def plan_progress(services: Services, plan_id: str) -> PlanProgress | None
     if found is None or not found[0].workflow_id:
         return None
     try:
-        client = await services.temporal()
-        return await client.get_workflow_handle(found[0].workflow_id).query(PlanApplyWorkflow.progress)
-    except (RPCError, RuntimeError) as err:
+        client = await asyncio.wait_for(services.temporal(), timeout=5)
+        handle = client.get_workflow_handle(found[0].workflow_id)
+        return await asyncio.wait_for(handle.query(PlanApplyWorkflow.progress), timeout=5)
+    except (RPCError, RuntimeError, TimeoutError) as err:
         log.warning("plan progress query failed", plan_id=plan_id, error=str(err))
         return None
 
@@ -269,21 +271,28 @@ async def set_incident_pause(services: Services, principal: Principal, *, paused
                              reason: str | None) -> dict[str, Any]:
     """Engage or release the global pause and signal every running plan/apply workflow."""
     await set_switch(services.db, PAUSE_KEY, engaged=paused, by=principal.subject, reason=reason)
-    signalled = 0
-    client = await services.temporal()
+    signalled, signal_error = 0, None
     control = ControlInput(by=principal.subject, reason=reason, incident=True)
-    async for execution in client.list_workflows(RUNNING_PLANS_QUERY):
-        handle = client.get_workflow_handle(execution.id, run_id=execution.run_id)
-        try:
-            await handle.signal(PlanApplyWorkflow.pause if paused else PlanApplyWorkflow.resume, control)
-            signalled += 1
-        except RPCError as err:
-            # The workflow may have ended between the listing and the signal.
-            log.warning("incident signal failed", workflow_id=execution.id, error=str(err))
+    try:
+        client = await asyncio.wait_for(services.temporal(), timeout=10)
+        async for execution in client.list_workflows(RUNNING_PLANS_QUERY):
+            handle = client.get_workflow_handle(execution.id, run_id=execution.run_id)
+            try:
+                await handle.signal(PlanApplyWorkflow.pause if paused else PlanApplyWorkflow.resume,
+                                    control)
+                signalled += 1
+            except RPCError as err:
+                # The workflow may have ended between the listing and the signal.
+                log.warning("incident signal failed", workflow_id=execution.id, error=str(err))
+    except (RPCError, RuntimeError, TimeoutError) as err:
+        # The switch is stored, so new applies are refused; running plans could not be told.
+        signal_error = (f"Temporal is unreachable ({type(err).__name__}); running plans were not "
+                        "signalled: run the same command again once Temporal answers")
+        log.error("incident signal failed", error=str(err))
     action = "incident.pause" if paused else "incident.resume"
     # The caller's request is audited by the MCP tool runner or the admin API middleware.
     log.warning(action, by=principal.subject, reason=reason, workflows=signalled)
-    return await incident_status(services) | {"signalled": signalled}
+    return await incident_status(services) | {"signalled": signalled, "signal_error": signal_error}
 
 
 async def set_tool_switch(services: Services, principal: Principal, tool: str, *, disabled: bool,

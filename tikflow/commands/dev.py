@@ -146,6 +146,7 @@ def _print_banner(api_port: int, ui_port: int, token: str, var_dir: Path, names:
         f"MCP endpoint   http://127.0.0.1:{api_port}/mcp\n"
         f"Bearer token   {token}\n"
         f"               (also in {var_dir / 'dev-token'}, mode 0600)\n"
+        f"Console        http://127.0.0.1:{api_port}/console (sign in with the token)\n"
         f"Temporal UI    http://127.0.0.1:{ui_port}\n"
         f"Health         http://127.0.0.1:{api_port}/readyz\n"
         f"Routers        {', '.join(names)} (simulated, environment lab)\n\n"

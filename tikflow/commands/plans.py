@@ -10,7 +10,7 @@ import time
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from tikflow.commands.devices import EXIT_FAILED, err, fail, out, run_api
 
@@ -37,7 +37,8 @@ def list_plans(status: Annotated[str | None, typer.Option(help="Only plans with 
     if as_json:
         _print_json(items)
         return
-    table = Table("plan", "status", "risk", "approval", "devices", "author", "description")
+    table = Table("status", "risk", "approval", "devices", "author", "description")
+    table.columns.insert(0, Column("plan", no_wrap=True))
     for plan in items:
         table.add_row(plan["id"], plan["status"], plan["risk"], plan["approval"],
                       str(len(plan["device_ids"])), plan["author"], plan["description"][:50])
@@ -150,6 +151,8 @@ def incident_pause(reason: ReasonOption = None) -> None:
     """Pause every running plan at its next step and refuse new applies; reads keep working."""
     state = run_api("POST", "/incident/pause", {"reason": reason})
     out.print(f"plan/apply paused; {state['signalled']} running plan(s) signalled")
+    if state.get("signal_error"):
+        fail(state["signal_error"], EXIT_FAILED)
 
 
 @incident_app.command("resume")
@@ -157,6 +160,8 @@ def incident_resume(reason: ReasonOption = None) -> None:
     """Release the incident pause; paused plans continue."""
     state = run_api("POST", "/incident/resume", {"reason": reason})
     out.print(f"plan/apply resumed; {state['signalled']} running plan(s) signalled")
+    if state.get("signal_error"):
+        fail(state["signal_error"], EXIT_FAILED)
 
 
 @incident_app.command("disable-tool")
