@@ -21,9 +21,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from temporalio import activity
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
 
 from routeros.client import DeviceClient, open_client
 from routeros.errors import (
@@ -47,11 +49,14 @@ from workflows.models import (
     DeviceFacts,
     DeviceRef,
     DeviceStatusUpdate,
+    EnvironmentRotationInput,
     HealthReport,
     LifecycleAuditInput,
     LifecycleResult,
     PendingCredential,
     RotateCredentialsInput,
+    RotationTarget,
+    RotationTargets,
     SnapshotRef,
     SnapshotRequest,
 )
@@ -67,6 +72,7 @@ HIGH_CPU_LOAD = 95
 LOW_FREE_MEMORY = 8 * 1024 * 1024
 PORT_PROBE_TIMEOUT = 2.0
 _GENERATION_SUFFIX = re.compile(r"-g\d+$")
+RUNNING = WorkflowExecutionStatus.RUNNING
 
 
 def operator_message(err: DeviceError, target: DeviceTarget) -> str:
@@ -410,6 +416,27 @@ class DeviceLifecycleActivities:
             if rows:
                 await client.remove("/user", [rows[0][".id"]])
 
+    # -- scheduled rotation -----------------------------------------------------------
+
+    @activity.defn
+    async def list_rotation_targets(self, request: EnvironmentRotationInput) -> RotationTargets:
+        """Return the active devices of an environment with the generation each rotates to.
+
+        A device whose rotation is still running is left out of this round.
+        """
+        async with self.db.session() as session:
+            rows = (await session.execute(
+                select(Device.id, func.max(Credential.generation))
+                .join(Credential, Credential.device_id == Device.id)
+                .where(Device.environment == request.environment, Device.status == "active")
+                .group_by(Device.id).order_by(Device.id))).all()
+        targets = []
+        for device_id, stored_max in rows:
+            generation = await next_rotation_generation(activity.client(), device_id, stored_max or 0)
+            if generation is not None:
+                targets.append(RotationTarget(device_id=device_id, generation=generation))
+        return RotationTargets(items=targets)
+
     # -- decommission -----------------------------------------------------------------
 
     @activity.defn
@@ -433,6 +460,34 @@ class DeviceLifecycleActivities:
             )
 
 
+async def next_rotation_generation(client: Client, device_id: str, stored_max: int) -> int | None:
+    """Return the first credential generation no rotation workflow has used, or None while one runs.
+
+    A rotation that failed before storing its credential leaves no row behind, so the stored
+    generations alone would hand out its number, and its workflow id, a second time.
+    """
+    generation = stored_max + 1
+    if await _workflow_status(client, f"credential-rotate:{device_id}:{stored_max}") == RUNNING:
+        return None
+    while True:
+        workflow_status = await _workflow_status(client, f"credential-rotate:{device_id}:{generation}")
+        if workflow_status == RUNNING:
+            return None
+        if workflow_status is None:
+            return generation
+        generation += 1
+
+
+async def _workflow_status(client: Client, workflow_id: str) -> WorkflowExecutionStatus | None:
+    try:
+        description = await client.get_workflow_handle(workflow_id).describe()
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+    return description.status
+
+
 def activities_of(handler: DeviceLifecycleActivities) -> list:
     """Return the activity callables a worker registers for the lifecycle workflows."""
     return [
@@ -449,6 +504,7 @@ def activities_of(handler: DeviceLifecycleActivities) -> list:
         handler.reconcile_credentials,
         handler.remove_service_account,
         handler.retire_credentials,
+        handler.list_rotation_targets,
     ]
 
 

@@ -15,7 +15,12 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    ChildWorkflowError,
+    WorkflowAlreadyStartedError,
+)
 
 with workflow.unsafe.imports_passed_through():
     from workflows.models import (
@@ -25,6 +30,8 @@ with workflow.unsafe.imports_passed_through():
         DeviceFacts,
         DeviceRef,
         DeviceStatusUpdate,
+        EnvironmentRotationInput,
+        EnvironmentRotationResult,
         HealthReport,
         LifecycleAuditInput,
         LifecycleProgress,
@@ -32,6 +39,8 @@ with workflow.unsafe.imports_passed_through():
         PendingCredential,
         RegisterDeviceInput,
         RotateCredentialsInput,
+        RotationTarget,
+        RotationTargets,
         SnapshotRef,
         SnapshotRequest,
     )
@@ -240,4 +249,41 @@ class DeviceDecommissionWorkflow(_Lifecycle):
         return await self._finish("inactive", detail, "device.decommission", request.requested_by)
 
 
-WORKFLOWS = [DeviceRegisterWorkflow, CredentialRotateWorkflow, DeviceDecommissionWorkflow]
+@workflow.defn(name="CredentialRotateEnvironment")
+class EnvironmentRotationWorkflow:
+    """Rotate the credentials of every active device in one environment, one device at a time.
+
+    A Temporal Schedule per environment starts this workflow; each device gets its own
+    ``credential-rotate`` child workflow, so every rotation keeps its business id and history.
+    """
+
+    @workflow.run
+    async def run(self, request: EnvironmentRotationInput) -> EnvironmentRotationResult:
+        targets: RotationTargets = await workflow.execute_activity(
+            "list_rotation_targets", request, result_type=RotationTargets,
+            start_to_close_timeout=DEVICE_TIMEOUT, retry_policy=DATABASE_RETRY)
+        outcomes: dict[str, str] = {}
+        for target in targets.items:
+            workflow.set_current_details(
+                f"rotating {target.device_id} ({len(outcomes) + 1} of {len(targets.items)})")
+            outcomes[target.device_id] = await self._rotate(request, target)
+        return EnvironmentRotationResult(environment=request.environment, outcomes=outcomes)
+
+    async def _rotate(self, request: EnvironmentRotationInput, target: RotationTarget) -> str:
+        rotation = RotateCredentialsInput(device_id=target.device_id, generation=target.generation,
+                                          policy=request.policy,
+                                          requested_by=f"schedule:{request.environment}")
+        try:
+            result: LifecycleResult = await workflow.execute_child_workflow(
+                CredentialRotateWorkflow.run, rotation,
+                id=rotate_workflow_id(target.device_id, target.generation),
+                parent_close_policy=workflow.ParentClosePolicy.ABANDON)
+        except WorkflowAlreadyStartedError:
+            return "skipped: a rotation with this generation already exists"
+        except ChildWorkflowError as err:
+            return f"failed: {failure_text(err.cause or err)}"
+        return result.status
+
+
+WORKFLOWS = [DeviceRegisterWorkflow, CredentialRotateWorkflow, DeviceDecommissionWorkflow,
+             EnvironmentRotationWorkflow]

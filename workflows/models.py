@@ -278,3 +278,24 @@ class LifecycleAuditInput(_Frozen):
 
 
 PlanStatusInput.model_rebuild()
+
+
+class EnvironmentRotationInput(_Frozen):
+    """A scheduled rotation of every active device in one environment."""
+
+    environment: str
+    policy: str = Field(description="same-user or new-user, as for a single rotation")
+
+
+class RotationTarget(_Frozen):
+    device_id: str
+    generation: int
+
+
+class RotationTargets(_Frozen):
+    items: list[RotationTarget]
+
+
+class EnvironmentRotationResult(_Frozen):
+    environment: str
+    outcomes: dict[str, str] = Field(description="Per device id: the rotation's final status")

@@ -1,9 +1,9 @@
 """Recorded lifecycle histories still replay against the current workflow code.
 
 The files under ``histories/`` were recorded from real runs: registration that ends active and
-one that ends pending, a rotation, a rotation undone by compensation, and a decommission. A
-workflow change that alters the order of commands makes replay fail here; such a change needs
-``workflow.patched`` so that running workflows keep their old path.
+one that ends pending, a rotation, a rotation undone by compensation, a decommission, and a
+scheduled rotation of an environment. A workflow change that alters the order of commands makes
+replay fail here. Such a change needs ``workflow.patched`` so running workflows keep their path.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ def test_lifecycle_histories_cover_every_workflow_type() -> None:
                 .workflow_execution_started_event_attributes.workflow_type.name
                 for path in HISTORIES}
 
-    assert recorded == {"DeviceRegister", "CredentialRotate", "DeviceDecommission"}
+    assert recorded == {"DeviceRegister", "CredentialRotate", "DeviceDecommission",
+                        "CredentialRotateEnvironment"}
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[path.stem for path in HISTORIES])

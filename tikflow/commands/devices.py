@@ -403,3 +403,57 @@ def render_bootstrap_script(*, name: str, transport: str, username: str, token: 
         "http-header-field=\"Content-Type: application/json\" "
         f"http-data=\"{escaped}\" output=none\n"
     )
+
+
+schedule_app = typer.Typer(help="Rotate the credentials of a whole environment on a schedule.",
+                           no_args_is_help=True)
+app.add_typer(schedule_app, name="rotation-schedule")
+EnvOption = Annotated[str, typer.Option("--env", help="lab, staging or prod")]
+
+
+@schedule_app.command("set")
+def schedule_set(
+    env: EnvOption,
+    every_days: Annotated[int, typer.Option(help="Days between two rotations, 1 to 365")],
+    policy: Annotated[str, typer.Option(help="same-user or new-user")] = "new-user",
+    as_json: JsonOption = False,
+) -> None:
+    """Create or replace the rotation schedule of an environment (admin role)."""
+    schedule = run_api("PUT", f"/rotation-schedules/{env}", {"every_days": every_days, "policy": policy})
+    _print_json(schedule) if as_json else out.print(
+        f"{env}: rotating every {schedule['every_days']} days ({schedule['policy']}); "
+        f"next run {schedule['next_run']}", highlight=False)
+
+
+@schedule_app.command("show")
+def schedule_show(as_json: JsonOption = False) -> None:
+    """Show the rotation schedule of every environment that has one."""
+    items = run_api("GET", "/rotation-schedules")["items"]
+    if as_json:
+        _print_json(items)
+        return
+    table = Table("env", "every (days)", "policy", "next run", "runs", "paused")
+    for item in items:
+        table.add_row(item["environment"], str(item["every_days"]), str(item["policy"]),
+                      str(item["next_run"]), str(item["runs"]), "yes" if item["paused"] else "")
+    out.print(table)
+
+
+@schedule_app.command("trigger")
+def schedule_trigger(env: EnvOption) -> None:
+    """Run an environment's rotation now (admin role)."""
+    started = run_api("POST", f"/rotation-schedules/{env}/trigger")
+    out.print(f"started {started['workflow_id']}", highlight=False)
+
+
+@schedule_app.command("delete")
+def schedule_delete(env: EnvOption) -> None:
+    """Stop periodic rotation for an environment (admin role)."""
+    try:
+        with httpx.Client(timeout=30, headers={"Authorization": f"Bearer {api_token()}"}) as http:
+            response = http.delete(f"{api_url()}/api/v1/rotation-schedules/{env}")
+    except httpx.HTTPError as exc:
+        fail(f"cannot reach the tikflow API at {api_url()}: {type(exc).__name__}", EXIT_FAILED)
+    if response.status_code >= 400:
+        fail(_error_text(response), _exit_code(response.status_code))
+    out.print(f"{env}: rotation schedule deleted", highlight=False)
