@@ -273,7 +273,7 @@ class Settings(BaseSettings):
             env_settings,
             _SecretFileSource(settings_cls),
             _ConfigFileSource(settings_cls),
-            _ProfileDefaultsSource(settings_cls),
+            _ProfileDefaultsSource(settings_cls, init_settings),
         )
 
 
@@ -360,11 +360,23 @@ class _ConfigFileSource(PydanticBaseSettingsSource):
 
 
 class _ProfileDefaultsSource(PydanticBaseSettingsSource):
+    """Defaults of the profile passed to ``Settings(env=...)`` or named by the environment."""
+
+    def __init__(self, settings_cls: type[BaseSettings], init: PydanticBaseSettingsSource) -> None:
+        super().__init__(settings_cls)
+        self._init = init
+
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        return json.loads(json.dumps(PROFILE_DEFAULTS[selected_profile()]))
+        given = getattr(self._init, "init_kwargs", {}).get("env")
+        try:
+            profile = Profile(str(given.value if isinstance(given, Profile) else given).lower()) \
+                if given else selected_profile()
+        except ValueError:
+            profile = selected_profile()  # the field's own validation reports the bad value
+        return json.loads(json.dumps(PROFILE_DEFAULTS[profile]))
 
 
 def load_config_file(path: Path) -> dict[str, Any]:
