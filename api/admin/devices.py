@@ -27,6 +27,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.devices import next_rotation_generation
 from api.deps import ServicesDep, require_role
 from api.security import Principal
 from api.services import Services
@@ -523,23 +524,15 @@ async def show_operation(device: str, workflow_id: str, services: ServicesDep,
 
 
 async def _next_generation(services: Services, device: Device) -> int:
-    """Return the first credential generation no rotation workflow has used; 409 while one runs.
-
-    A rotation that failed before storing its credential leaves no row behind, so the stored
-    generations alone would hand out its number, and its workflow id, a second time.
-    """
+    """Return the generation of the device's next rotation; 409 while a rotation runs."""
     credentials = await _credentials(services, device.id)
-    generation = max((c.generation for c in credentials), default=0)
-    client = await services.temporal()
-    while True:
-        workflow_id = rotate_workflow_id(device.id, generation)
-        workflow_status = await _workflow_status(client, workflow_id) if generation > 1 else None
-        if workflow_status == WorkflowExecutionStatus.RUNNING:
-            raise HTTPException(status.HTTP_409_CONFLICT,
-                                detail=f"a credential rotation of {device.name} is running: {workflow_id}")
-        if workflow_status is None and generation > max((c.generation for c in credentials), default=0):
-            return generation
-        generation += 1
+    stored_max = max((c.generation for c in credentials), default=0)
+    generation = await next_rotation_generation(await services.temporal(), device.id, stored_max)
+    if generation is None:
+        raise HTTPException(status.HTTP_409_CONFLICT,
+                            detail=f"a credential rotation of {device.name} is running; wait for it "
+                                   "or follow it with `tikflow devices show`")
+    return generation
 
 
 async def _workflow_status(client: Client, workflow_id: str) -> WorkflowExecutionStatus | None:
