@@ -5,7 +5,18 @@ from __future__ import annotations
 import typer
 
 from tikflow import simulate_cmd
-from tikflow.commands import auth, backup, config, core, devices, keys, plans, tools, version_cmds
+from tikflow.commands import (
+    auth,
+    backup,
+    config,
+    core,
+    devices,
+    keys,
+    plans,
+    snapshots,
+    tools,
+    version_cmds,
+)
 
 app = typer.Typer(
     name="tikflow",
@@ -18,6 +29,8 @@ simulate_cmd.register(app)
 app.add_typer(config.app, name="config")
 app.add_typer(devices.app, name="devices")
 app.add_typer(keys.app, name="keys")
+devices.app.command("diff")(snapshots.diff)
+app.add_typer(snapshots.app, name="snapshots")
 app.add_typer(plans.plans_app, name="plans")
 app.add_typer(plans.incident_app, name="incident")
 version_cmds.register(app)

@@ -10,17 +10,19 @@ from temporalio.worker import Worker
 
 from activities.devices import DeviceLifecycleActivities, activities_of
 from activities.plan_apply import PlanApplyActivities
+from activities.snapshots import SnapshotActivities, snapshot_activities
 from inventory.devices import DeviceSessions, Inventory, load_key_ring
 from storage.db import Database
 from tikflow import sdnotify
 from tikflow.settings import Settings
 from tikflow.temporal import connect_temporal, ensure_search_attributes
 from workflows.device_lifecycle import WORKFLOWS as LIFECYCLE_WORKFLOWS
+from workflows.device_snapshot import DeviceSnapshotWorkflow
 from workflows.plan_apply import PlanApplyWorkflow
 
 log = structlog.get_logger(__name__)
 
-WORKFLOWS = [PlanApplyWorkflow, *LIFECYCLE_WORKFLOWS]
+WORKFLOWS = [PlanApplyWorkflow, *LIFECYCLE_WORKFLOWS, DeviceSnapshotWorkflow]
 
 
 def plan_apply_activities(handler: PlanApplyActivities) -> list:
@@ -54,7 +56,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         task_queue=settings.temporal.task_queue,
         workflows=WORKFLOWS,
         activities=[*plan_apply_activities(handler),
-                    *activities_of(DeviceLifecycleActivities(db, inventory.keys, settings))],
+                    *activities_of(DeviceLifecycleActivities(db, inventory.keys, settings)),
+                    *snapshot_activities(SnapshotActivities(db, inventory, sessions, settings))],
         max_concurrent_activities=50,
     )
     log.info("worker started", task_queue=settings.temporal.task_queue,
