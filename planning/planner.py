@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ from planning.validation import (
 )
 
 MAX_CHANGES = 500
+PREFETCH_CONCURRENCY = 16
 
 
 @dataclass(frozen=True)
@@ -71,11 +73,14 @@ async def build_plan(
             tables[key] = await read_table(device, path)
         return tables[key]
 
-    changes: list[ResolvedChange] = []
-    for seq, request in enumerate(requests, start=1):
-        path = normalise_path(request.path)
+    paths = [normalise_path(request.path) for request in requests]
+    for request, path in zip(requests, paths, strict=True):
         check_request(request, path)
-        device = await lookup_device(request.device)
+    found = await _prefetch(requests, paths, lookup_device, table)
+
+    changes: list[ResolvedChange] = []
+    for seq, (request, path) in enumerate(zip(requests, paths, strict=True), start=1):
+        device = found[request.device]
         devices[device.id] = device
         rows = await table(device, path)
         await _check_references(device, path, request, table)
@@ -101,6 +106,37 @@ async def build_plan(
         risk=risk,
         fingerprints=fingerprints,
     )
+
+
+async def _prefetch(requests: list[ChangeRequest], paths: list[str], lookup_device: DeviceLookup,
+                    table: Callable[[PlanDevice, str], Awaitable[list[dict[str, str]]]]
+                    ) -> dict[str, PlanDevice]:
+    """Look devices up and read their touched tables concurrently, at most 16 devices at once.
+
+    A plan over hundreds of devices would otherwise wait for each device in turn. Reads for one
+    device stay sequential, so a device is never sent more concurrent requests than before.
+    """
+    limit = asyncio.Semaphore(PREFETCH_CONCURRENCY)
+    refs = list(dict.fromkeys(request.device for request in requests))
+    devices = dict(zip(refs, await asyncio.gather(*(lookup_device(ref) for ref in refs)), strict=True))
+    wanted: dict[str, list[str]] = {}
+    for request, path in zip(requests, paths, strict=True):
+        wanted.setdefault(request.device, [])
+        for needed in (path, "/interface" if _names_interface(request, path) else None):
+            if needed and needed not in wanted[request.device]:
+                wanted[request.device].append(needed)
+
+    async def read(ref: str) -> None:
+        async with limit:
+            for path in wanted[ref]:
+                await table(devices[ref], path)
+
+    await asyncio.gather(*(read(ref) for ref in wanted))
+    return devices
+
+
+def _names_interface(request: ChangeRequest, path: str) -> bool:
+    return "interface" in (request.values or {}) and not path.startswith("/interface")
 
 
 async def _management_path(device: PlanDevice, changes: list[ResolvedChange],

@@ -147,8 +147,7 @@ class PlanApplyWorkflow:
         try:
             await self._gate()
             await self._set_status("applying", "preflight", "checking fingerprints, taking snapshots")
-            for device_id in plan.device_ids:
-                await self._device_activity("snapshot_and_check", device_id, retry)
+            await self._preflight(plan, retry)
         except _Aborted:
             return await self._finish("aborted", f"aborted by {self._abort_by} before any change")
         except ActivityError as err:
@@ -158,6 +157,24 @@ class PlanApplyWorkflow:
             return await self._finish("failed", detail)
 
         return await self._roll_out(plan, retry)
+
+    async def _preflight(self, plan: LoadedPlan, retry: RetryPolicy) -> None:
+        """Check fingerprints and take snapshots; any device's failure fails the whole plan."""
+        if not workflow.patched("parallel-preflight"):
+            # Histories recorded before preflight ran in parallel checked devices one by one.
+            for device_id in plan.device_ids:
+                await self._device_activity("snapshot_and_check", device_id, retry)
+            return
+        limit = asyncio.Semaphore(plan.rollout.max_parallel)
+
+        async def check(device_id: str) -> VerifyResult:
+            async with limit:
+                return await self._device_activity("snapshot_and_check", device_id, retry)
+
+        results = await asyncio.gather(*(check(d) for d in plan.device_ids), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     async def _await_approval(self, plan: LoadedPlan) -> str | None:
         """Wait for approval; return why the plan ended when it expired or was aborted."""
