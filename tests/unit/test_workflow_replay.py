@@ -1,7 +1,8 @@
 """Recorded PlanApply histories replay on the current workflow code.
 
 The histories in ``tests/histories/`` were recorded from real runs (a failed health gate, a
-four-eyes approval, an incident pause). A change to the workflow that alters the commands it
+four-eyes approval, an incident pause), before and after preflight became parallel behind the
+``parallel-preflight`` patch, so both branches replay. A change to the workflow that alters the commands it
 issues for those runs fails here; such a change must go behind ``workflow.patched``. Record
 new ones with ``TIKFLOW_RECORD_HISTORIES=tests/histories pytest tests/e2e/test_rollout.py``.
 """
