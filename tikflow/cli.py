@@ -13,6 +13,7 @@ from tikflow.commands import (
     devices,
     keys,
     plans,
+    smoke,
     snapshots,
     tools,
     version_cmds,
@@ -37,6 +38,7 @@ version_cmds.register(app)
 auth.register(app)
 tools.register(app)
 backup.register(app)
+smoke.register(app)
 
 
 def main() -> None:
