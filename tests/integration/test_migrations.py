@@ -48,3 +48,51 @@ def test_migration_check_reports_only_a_database_behind():
     assert migration_check("0001").startswith("database at 0001, behind")
     assert migration_check(None).startswith("database at None")
     assert migration_check("ffff-from-a-newer-release") == "ok"
+
+
+def _revisions() -> list[str]:
+    from alembic.script import ScriptDirectory
+
+    from storage.migrate import alembic_config
+
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    return [rev.revision for rev in reversed(list(script.walk_revisions()))]
+
+
+async def _columns(url: str) -> dict[str, dict[str, dict]]:
+    from sqlalchemy import inspect
+
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as connection:
+            def read(sync):
+                inspector = inspect(sync)
+                return {table: {c["name"]: c for c in inspector.get_columns(table)}
+                        for table in inspector.get_table_names()}
+            return await connection.run_sync(read)
+    finally:
+        await engine.dispose()
+
+
+async def test_each_revision_keeps_previous_release_working(tmp_path):
+    """Each revision after the first only adds: no table or column of the previous revision goes
+    away, and every new column of an existing table is nullable or has a server default, so the
+    previous release's inserts and reads still work against the new schema."""
+    revisions = _revisions()
+    assert len(revisions) >= 2
+    for previous, current in zip(revisions, revisions[1:], strict=False):
+        before_url = f"sqlite+aiosqlite:///{tmp_path}/{previous}.db"
+        after_url = f"sqlite+aiosqlite:///{tmp_path}/{current}.db"
+        upgrade(before_url, previous)
+        upgrade(after_url, current)
+        before, after = await _columns(before_url), await _columns(after_url)
+        for table, columns in before.items():
+            assert table in after, f"revision {current} drops table {table}"
+            for name in columns:
+                assert name in after[table], f"revision {current} drops {table}.{name}"
+            for name, column in after[table].items():
+                if name in columns:
+                    continue
+                assert column["nullable"] or column.get("default") is not None, (
+                    f"revision {current} adds {table}.{name} NOT NULL without a server default; "
+                    "the previous release cannot insert rows")
