@@ -9,14 +9,24 @@ from typing import Annotated
 import typer
 
 VERSIONS = ("7.19", "6.49")
+SAMPLES = Path(__file__).resolve().parent.parent / "simulator" / "samples"
+
+
+def default_export(version: str | None) -> Path:
+    """Return the product's sample configuration for the requested RouterOS generation."""
+    return SAMPLES / ("lab-router-v6.rsc" if version and version.startswith("6.") else "lab-router.rsc")
 
 
 def simulate(
     devices: Annotated[int, typer.Option("--devices", min=1, help="Number of devices, named r1..rN.")] = 1,
     from_export: Annotated[
         Path | None,
-        typer.Option("--from-export", exists=True, dir_okay=False, help="Load every device from this .rsc export."),
+        typer.Option("--from-export", exists=True, dir_okay=False,
+                     help="Load every device from this .rsc export (default: the product's sample)."),
     ] = None,
+    factory: Annotated[
+        bool, typer.Option("--factory", help="Start from factory defaults instead of an export.")
+    ] = False,
     version: Annotated[
         str | None, typer.Option("--version", help="RouterOS version to report: 7.19 or 6.49 (default: export's, else 7.19).")
     ] = None,
@@ -37,10 +47,14 @@ def simulate(
     if base_port is not None and base_port + devices * 5 > 65536:
         raise typer.BadParameter(f"{devices} devices need {devices * 5} ports from {base_port}; pick a lower --base-port",
                                  param_hint="--base-port")
+    if factory and from_export is not None:
+        raise typer.BadParameter("--factory and --from-export exclude each other; pass one",
+                                 param_hint="--factory")
+    export = None if factory else (from_export or default_export(version))
     try:
         asyncio.run(
             serve(
-                devices=devices, version=version, export=from_export, base_port=base_port,
+                devices=devices, version=version, export=export, base_port=base_port,
                 control_port=control_port, as_json=as_json, output=lambda line: print(line, flush=True),
             )
         )

@@ -76,8 +76,8 @@ class SimulatorProcess:
 def start_simulator(*, devices: int = 1, export: Path | None = None,
                     version: str | None = None) -> SimulatorProcess:
     args = [venv_binary("tikflow"), "simulate", "--devices", str(devices), "--json"]
-    if export is not None:
-        args += ["--from-export", str(export)]
+    # Without an export, tests get factory defaults; the command's own default is the sample.
+    args += ["--from-export", str(export)] if export is not None else ["--factory"]
     if version is not None:
         args += ["--version", version]
     supervisor = Supervisor()
