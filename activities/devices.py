@@ -344,6 +344,8 @@ class DeviceLifecycleActivities:
                 await client.get("/system/identity")
         except ApplicationError as err:
             if err.type in ("AuthenticationFailed", "PermissionDenied"):
+                log.info("credential does not log in", credential_id=ref.credential_id,
+                         device_id=credential.device_id, error_type=err.type)
                 return CredentialCheck(credential_id=ref.credential_id, works=False,
                                        reason=err.message)
             raise

@@ -157,6 +157,7 @@ class DeviceRegisterWorkflow(_Lifecycle):
                                     SnapshotRef)
         except (ActivityError, ApplicationError) as err:
             reason = failure_text(err)
+            workflow.logger.warning("registration failed, device stays pending: %s", reason)
             await self._database_call("record_device_status", DeviceStatusUpdate(
                 device_id=request.device_id, status="pending", reason=reason))
             return await self._finish("pending", reason, "device.register", request.requested_by)
@@ -180,6 +181,7 @@ class CredentialRotateWorkflow(_Lifecycle):
             pending: PendingCredential = await self._database_call(
                 "prepare_credential", request, PendingCredential)
         except ActivityError as err:
+            workflow.logger.warning("rotation did not start: %s", failure_text(err))
             return await self._finish("failed", f"nothing was changed: {failure_text(err)}", action,
                                       request.requested_by)
 
@@ -204,6 +206,7 @@ class CredentialRotateWorkflow(_Lifecycle):
 
     async def _compensate(self, pending: PendingCredential, failure: str, actor: str) -> LifecycleResult:
         action = "device.rotate_credentials"
+        workflow.logger.warning("rotation failed, reconciling credentials: %s", failure)
         self._status = "compensating"
         self._set_phase("reconcile", f"rotation failed ({failure}); finding the working credential")
         try:
@@ -211,6 +214,7 @@ class CredentialRotateWorkflow(_Lifecycle):
                                                                LifecycleResult)
         except ActivityError as err:
             reason = f"rotation failed ({failure}) and {failure_text(err)}"
+            workflow.logger.error("rotation needs an operator: %s", reason)
             return await self._finish("needs_operator", reason, action, actor)
         return await self._finish(outcome.status, f"rotation failed ({failure}); {outcome.detail}",
                                   action, actor)
@@ -235,6 +239,7 @@ class DeviceDecommissionWorkflow(_Lifecycle):
                                     SnapshotRequest(device_id=request.device_id, reason="decommission"),
                                     SnapshotRef)
         except ActivityError as err:
+            workflow.logger.warning("decommission without a final snapshot: %s", failure_text(err))
             notes.append(f"no final snapshot: {failure_text(err)}")
 
         if request.remove_service_account:
@@ -242,6 +247,7 @@ class DeviceDecommissionWorkflow(_Lifecycle):
             try:
                 notes.append(await self._device_call("remove_service_account", request, str))
             except ActivityError as err:
+                workflow.logger.warning("service account not removed: %s", failure_text(err))
                 notes.append(f"the account could not be removed: {failure_text(err)}")
 
         await self._database_call("retire_credentials", ref)
@@ -279,8 +285,11 @@ class EnvironmentRotationWorkflow:
                 id=rotate_workflow_id(target.device_id, target.generation),
                 parent_close_policy=workflow.ParentClosePolicy.ABANDON)
         except WorkflowAlreadyStartedError:
+            workflow.logger.warning("skipped %s: its rotation id is taken", target.device_id)
             return "skipped: a rotation with this generation already exists"
         except ChildWorkflowError as err:
+            workflow.logger.warning("rotation of %s failed: %s", target.device_id,
+                                    failure_text(err.cause or err))
             return f"failed: {failure_text(err.cause or err)}"
         return result.status
 

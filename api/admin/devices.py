@@ -17,6 +17,7 @@ import structlog
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, status
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from sqlalchemy import func, or_, select
+from sqlalchemy.exc import IntegrityError
 from temporalio.client import (
     Client,
     WorkflowExecutionStatus,
@@ -356,7 +357,13 @@ async def create_pending_device(services: Services, body: DeviceRegistration, pa
                         facts={})
         session.add(device)
         ciphertext, key_id = services.inventory.keys.encrypt(password)
-        await session.flush()
+        try:
+            await session.flush()
+        except IntegrityError:
+            # Another request registered the same name or address between the check and here.
+            raise HTTPException(status.HTTP_409_CONFLICT,
+                                detail=f"{body.name!r} or {body.address}:{port} was registered "
+                                       "at the same moment; list devices and retry") from None
         session.add(Credential(device_id=device.id, username=body.username,
                                secret_ciphertext=ciphertext, key_id=key_id, active=True,
                                state="active", generation=1))
@@ -484,6 +491,8 @@ async def decommission_device(device: str, services: ServicesDep,
     row = await load_device(services, device)
     if row.status == "inactive":
         raise HTTPException(status.HTTP_409_CONFLICT, detail=f"device {row.name} is already inactive")
+    # A rotation that is still running could re-enable the account this would remove.
+    await _next_generation(services, row)
     workflow_id = decommission_workflow_id(row.id)
     await _start(services, DeviceDecommissionWorkflow.run,
                  DecommissionInput(device_id=row.id, remove_service_account=body.remove_service_account,

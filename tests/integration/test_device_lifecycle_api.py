@@ -287,3 +287,19 @@ async def test_register_without_temporal_returns_503_and_stays_pending(database_
     assert "pw-not-shown" not in response.text
     assert device["status"] == "pending"
     assert "did not start" in device["status_reason"]
+
+
+async def test_register_concurrent_duplicates_store_one_device(stack: Stack) -> None:
+    """Concurrent registrations of one address store one device; the rest get 409, never 500."""
+    host, port = stack.endpoint("r1")
+
+    responses = await asyncio.gather(*(stack.http.post("/api/v1/devices", json={
+        "name": f"race-{n}", "address": host, "port": port, "transport": "api",
+        "environment": "lab", "username": "tikflow", "password": stack.fleet.service_password})
+        for n in range(5)))
+
+    codes = sorted(response.status_code for response in responses)
+    assert codes == [202, 409, 409, 409, 409]
+    assert await count(stack, Device) == 1
+    started = next(response.json() for response in responses if response.status_code == 202)
+    await stack.wait(started["device_id"], started["workflow_id"])

@@ -166,3 +166,19 @@ async def test_second_rotation_while_one_runs_is_refused(stack: Stack) -> None:
     assert second.status_code == 409
     assert "already exists" in second.json()["detail"] or "is running" in second.json()["detail"]
     await stack.wait(device_id, first.json()["workflow_id"])
+
+
+async def test_decommission_refused_while_rotation_runs(stack: Stack) -> None:
+    """Decommission waits for a running rotation: 409 until it ends, then it goes ahead."""
+    device_id = await registered(stack)
+    stack.fleet.device("r1").faults.set_latency(0.3)
+
+    rotation = await stack.http.post(f"/api/v1/devices/{device_id}/rotate-credentials")
+    refused = await stack.http.post(f"/api/v1/devices/{device_id}/decommission")
+    await stack.wait(device_id, rotation.json()["workflow_id"])
+    accepted = await stack.http.post(f"/api/v1/devices/{device_id}/decommission")
+
+    assert refused.status_code == 409
+    assert "rotation" in refused.json()["detail"]
+    assert accepted.status_code == 202
+    await stack.wait(device_id, accepted.json()["workflow_id"])
