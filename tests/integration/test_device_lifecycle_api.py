@@ -11,6 +11,7 @@ from cryptography.fernet import Fernet
 from sqlalchemy import func, select
 
 from api.app import create_app
+from api.security import Principal
 from storage.migrate import upgrade
 from storage.models import AuditEvent, Credential, Device, Snapshot
 from tests.support.lifecycle import Stack, lifecycle_stack, serve
@@ -303,3 +304,91 @@ async def test_register_concurrent_duplicates_store_one_device(stack: Stack) -> 
     assert await count(stack, Device) == 1
     started = next(response.json() for response in responses if response.status_code == 202)
     await stack.wait(started["device_id"], started["workflow_id"])
+
+
+async def test_register_user_without_api_policy_stays_pending(stack: Stack) -> None:
+    """A user whose group lacks the api policy is rejected; the reason names the policy."""
+    state = stack.fleet.device("r1").state
+    state.create_item("/user/group", {"name": "no-api", "policy": "read,write,ssh,test"})
+    state.add_user("noapi", "no-api", "noapi-password")
+
+    started = await stack.register("nopolicy-1", username="noapi", password="noapi-password")
+    result = await stack.wait(started["device_id"], started["workflow_id"])
+
+    assert result["status"] == "pending"
+    assert "lacks the 'api'" in result["detail"]
+
+
+async def test_register_api_ssl_checks_pinned_fingerprint(stack: Stack) -> None:
+    """api-ssl registration succeeds with the right fingerprint and stays pending on a mismatch."""
+    wrong = await stack.register("tls-wrong", device="r1", transport_name="api-ssl",
+                                 transport="api-ssl", tls_fingerprint="ab" * 32)
+    right = await stack.register("tls-right", device="r2", transport_name="api-ssl",
+                                 transport="api-ssl", tls_fingerprint=stack.fleet.fingerprint)
+
+    wrong_result = await stack.wait(wrong["device_id"], wrong["workflow_id"])
+    right_result = await stack.wait(right["device_id"], right["workflow_id"])
+
+    assert wrong_result["status"] == "pending"
+    assert "TLS verification failed" in wrong_result["detail"]
+    assert "fingerprint mismatch" in wrong_result["detail"]
+    assert right_result["status"] == "active"
+
+
+READER, OPERATOR = "reader-token-" + "r" * 20, "operator-token-" + "o" * 20
+
+
+@pytest.fixture
+async def role_stack(database_url: str, temporal_server, tmp_path) -> AsyncIterator[Stack]:
+    principals = {
+        READER: Principal(subject="rita", issuer="test", roles=frozenset({"reader"})),
+        OPERATOR: Principal(subject="otto", issuer="test", roles=frozenset({"operator"})),
+    }
+    async with lifecycle_stack(database_url, temporal_server.address, tmp_path, devices=1,
+                               principals=principals) as running:
+        yield running
+
+
+async def test_roles_gate_each_device_operation(role_stack: Stack) -> None:
+    """reader reads; operator registers, retags and rotates; environment, flags and decommission need admin."""
+    stack = role_stack
+    reader = {"Authorization": f"Bearer {READER}"}
+    operator = {"Authorization": f"Bearer {OPERATOR}"}
+    host, port = stack.endpoint("r1")
+    body = {"name": "roles-1", "address": host, "port": port, "transport": "api",
+            "environment": "lab", "username": "tikflow", "password": stack.fleet.service_password}
+
+    reader_register = await stack.http.post("/api/v1/devices", json=body, headers=reader)
+    operator_register = await stack.http.post("/api/v1/devices", json=body, headers=operator)
+    started = operator_register.json()
+    await stack.wait(started["device_id"], started["workflow_id"])
+    device = f"/api/v1/devices/{started['device_id']}"
+    reader_list = await stack.http.get("/api/v1/devices", headers=reader)
+    reader_show = await stack.http.get(device, headers=reader)
+    reader_tags = await stack.http.patch(device, json={"tags": ["x"]}, headers=reader)
+    operator_tags = await stack.http.patch(device, json={"tags": ["x"]}, headers=operator)
+    operator_env = await stack.http.patch(device, json={"environment": "prod"}, headers=operator)
+    operator_flags = await stack.http.patch(device, json={"capabilities": {"a": True}}, headers=operator)
+    reader_rotate = await stack.http.post(f"{device}/rotate-credentials", headers=reader)
+    operator_rotate = await stack.http.post(f"{device}/rotate-credentials", headers=operator)
+    await stack.wait(started["device_id"], operator_rotate.json()["workflow_id"])
+    operator_decommission = await stack.http.post(f"{device}/decommission", headers=operator)
+    admin_env = await stack.http.patch(device, json={"environment": "prod"})
+
+    assert reader_register.status_code == 403
+    assert operator_register.status_code == 202
+    assert reader_list.status_code == 200
+    assert reader_show.status_code == 200
+    assert reader_tags.status_code == 403
+    assert operator_tags.status_code == 200
+    assert operator_env.status_code == 403
+    assert "needs the admin role" in operator_env.json()["detail"]
+    assert operator_flags.status_code == 403
+    assert reader_rotate.status_code == 403
+    assert operator_rotate.status_code == 202
+    assert operator_decommission.status_code == 403
+    assert admin_env.status_code == 200
+    async with stack.db.session() as session:
+        actors = (await session.scalars(select(AuditEvent.actor).where(
+            AuditEvent.action == "device.update"))).all()
+    assert sorted(actors) == ["dev-admin", "otto"]

@@ -26,6 +26,7 @@ from temporalio.worker import Worker
 
 from activities.devices import DeviceLifecycleActivities, activities_of
 from api.app import create_app
+from api.security import Principal
 from simulator.fleet import Fleet
 from storage.crypto import KeyRing
 from storage.db import Database
@@ -89,6 +90,20 @@ class Stack:
         return json.loads(stdout)
 
 
+class _ExtraTokens:
+    """An authenticator that knows a few test tokens and defers to the real one for the rest."""
+
+    def __init__(self, inner: Any, principals: dict[str, Principal]) -> None:
+        self._inner = inner
+        self._principals = principals
+
+    async def authenticate(self, token: str) -> Principal | None:
+        return self._principals.get(token) or await self._inner.authenticate(token)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
 async def serve(app: Any) -> tuple[uvicorn.Server, asyncio.Task, int]:
     """Serve ``app`` with uvicorn on a free loopback port; return the server, its task and port."""
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="on",
@@ -111,8 +126,13 @@ async def lifecycle_stack(
     database_url: str, temporal_address: str, var_dir: Path, *, devices: int = 2,
     activities: Callable[[DeviceLifecycleActivities], list] = activities_of,
     handler_class: type[DeviceLifecycleActivities] = DeviceLifecycleActivities,
+    principals: dict[str, Principal] | None = None,
 ) -> AsyncIterator[Stack]:
-    """Start the stack; ``handler_class`` lets a test inject faults into chosen activities."""
+    """Start the stack.
+
+    ``activities`` lets a test inject faults into chosen activities, and ``principals`` maps
+    extra bearer tokens to callers with fewer roles than the all-roles development token.
+    """
     await asyncio.to_thread(upgrade, database_url)
     token = secrets.token_urlsafe(24)
     master_key = Fernet.generate_key().decode()
@@ -129,7 +149,10 @@ async def lifecycle_stack(
     worker = Worker(temporal, task_queue=settings.temporal.task_queue, workflows=WORKFLOWS,
                     activities=activities(handler))
     async with Fleet(devices) as fleet, worker:
-        server, task, port = await serve(create_app(settings))
+        app = create_app(settings)
+        if principals:
+            app.state.authenticator = _ExtraTokens(app.state.authenticator, principals)
+        server, task, port = await serve(app)
         api_url = f"http://127.0.0.1:{port}"
         async with httpx.AsyncClient(base_url=api_url, timeout=30,
                                      headers={"Authorization": f"Bearer {token}"}) as http:

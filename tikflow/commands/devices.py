@@ -28,7 +28,10 @@ app = typer.Typer(name="devices", help="Register and manage RouterOS devices.", 
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NOT_FOUND = 0, 1, 2, 3
 DEFAULT_API_URL = "http://127.0.0.1:8080"
-POLL_SECONDS = 0.5
+# One poll a second stays well below the api's default limit of 120 requests per minute.
+POLL_SECONDS = 1.0
+RATE_LIMIT_RETRIES = 3
+MAX_RATE_LIMIT_WAIT = 30.0
 # Workflow outcomes that count as success, per operation.
 SUCCESS = {"DeviceRegister": "active", "CredentialRotate": "rotated", "DeviceDecommission": "inactive"}
 SERVICE_POLICY = {"api": "api", "api-ssl": "api", "rest": "rest-api", "ssh": "ssh"}
@@ -79,12 +82,26 @@ def call(method: str, path: str, body: dict[str, Any] | None = None,
     try:
         with httpx.Client(timeout=30, headers={"Authorization": f"Bearer {api_token()}"}) as http:
             response = http.request(method, url, json=body, params=params)
+            for _ in range(RATE_LIMIT_RETRIES):
+                if response.status_code != 429:
+                    break
+                time.sleep(_retry_after(response))
+                response = http.request(method, url, json=body, params=params)
     except httpx.HTTPError as exc:
         raise ApiError(f"cannot reach the tikflow API at {api_url()}: {type(exc).__name__}; "
                        "check TIKFLOW_API_URL and that `tikflow api` runs", EXIT_FAILED) from None
     if response.status_code < 400:
         return response.json()
     raise ApiError(_error_text(response), _exit_code(response.status_code))
+
+
+def _retry_after(response: httpx.Response) -> float:
+    """Return the seconds a 429 reply asks to wait, capped so the CLI never stalls for long."""
+    try:
+        seconds = float(response.headers.get("retry-after", "1"))
+    except ValueError:
+        seconds = 1.0
+    return min(max(seconds, 0.1), MAX_RATE_LIMIT_WAIT)
 
 
 def _exit_code(http_status: int) -> int:
