@@ -259,6 +259,12 @@ async def test_decommission_marks_inactive_and_keeps_history(stack: Stack) -> No
     assert [c["state"] for c in device["credentials"]] == ["retired"]
     assert stack.fleet.device("r1").state.table("/user").find("tikflow") is None
     assert again.status_code == 409
+    plan = await stack.http.post("/api/v1/plans", json={
+        "description": "change a decommissioned device",
+        "changes": [{"device": "dec-1", "path": "/system/identity", "action": "set",
+                     "values": {"name": "x"}}]})
+    assert plan.status_code == 422
+    assert "only active devices" in plan.json()["detail"]
     assert await count(stack, AuditEvent, action="device.decommission") == 2
     operations = (await stack.http.get(f"/api/v1/devices/{started['device_id']}/operations")).json()
     assert [op["type"] for op in operations["items"]] == ["DeviceRegister", "DeviceDecommission"]
