@@ -78,6 +78,9 @@ class WorkerSettings(BaseModel):
     metrics_port: int | None = Field(
         None, ge=1, le=65535, description="Serve the worker's Prometheus metrics on this port")
     metrics_host: str = Field("127.0.0.1", description="Address the worker's metrics listen on")
+    max_concurrent_activities: int = Field(
+        50, ge=1, le=1000, description="Activities one worker process runs at the same time; "
+        "lower it to spread work over more workers")
 
 
 class TunnelSettings(BaseModel):

@@ -58,7 +58,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         activities=[*plan_apply_activities(handler),
                     *activities_of(DeviceLifecycleActivities(db, inventory.keys, settings)),
                     *snapshot_activities(SnapshotActivities(db, inventory, sessions, settings))],
-        max_concurrent_activities=50,
+        max_concurrent_activities=settings.worker.max_concurrent_activities,
     )
     log.info("worker started", task_queue=settings.temporal.task_queue,
              temporal=settings.temporal.address)

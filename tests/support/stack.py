@@ -35,12 +35,15 @@ class Stack:
     log_dir: Path
     supervisor: Supervisor = field(repr=False)
     approver_token: str | None = field(default=None, repr=False)
+    # Every api process's base URL; api_url is the first.
+    api_urls: list[str] = field(default_factory=list)
 
     @asynccontextmanager
-    async def mcp(self, token: str | None = None) -> AsyncIterator[McpSession]:
+    async def mcp(self, token: str | None = None, api_url: str | None = None) -> AsyncIterator[McpSession]:
+        """Open an MCP session to ``api_url`` (default: the first api process)."""
         headers = {"Authorization": f"Bearer {token or self.token}"}
         async with httpx2.AsyncClient(headers=headers, timeout=60) as http:
-            transport = streamable_http_client(f"{self.api_url}/mcp", http_client=http)
+            transport = streamable_http_client(f"{api_url or self.api_url}/mcp", http_client=http)
             async with Client(transport) as client:
                 yield McpSession(client)
 
@@ -105,15 +108,18 @@ def stack_settings(*, database_url: str, temporal_address: str, var_dir: Path,
 
 
 def start_stack(*, database_url: str, temporal_address: str, var_dir: Path,
-                workers: int = 1) -> Stack:
-    """Migrate the database, then start ``workers`` worker processes and one api process."""
+                workers: int = 1, apis: int = 1, extra_env: dict[str, str] | None = None) -> Stack:
+    """Migrate the database, then start ``workers`` worker processes and ``apis`` api processes.
+
+    ``extra_env`` adds or overrides ``TIKFLOW_*`` variables of every process.
+    """
     upgrade(database_url)
     token = secrets.token_urlsafe(24)
     api_port = free_port()
     settings, env_vars = stack_settings(
         database_url=database_url, temporal_address=temporal_address, var_dir=var_dir,
         api_port=api_port, task_queue=f"tikflow-test-{uuid.uuid4().hex[:8]}", token=token)
-    env = dict(os.environ) | env_vars
+    env = dict(os.environ) | env_vars | (extra_env or {})
     load_key_ring(settings)  # create the lab key once, before two processes race to do it
     log_dir = var_dir / "log"
     supervisor = Supervisor()
@@ -122,13 +128,19 @@ def start_stack(*, database_url: str, temporal_address: str, var_dir: Path,
         for index in range(workers):
             supervisor.start(f"worker{index}", [tikflow, "worker"], env=env,
                              log_file=log_dir / f"worker{index}.log")
-        api = supervisor.start("api", [tikflow, "api"], env=env, log_file=log_dir / "api.log")
-        wait_for_port(api_port, timeout=60, process=api)
+        api_ports = [api_port] + [free_port() for _ in range(apis - 1)]
+        for index, port in enumerate(api_ports):
+            # The first api keeps the name "api" and the log file api.log that tests read.
+            name = "api" if index == 0 else f"api{index}"
+            api = supervisor.start(name, [tikflow, "api"], env=env | {"TIKFLOW_API__PORT": str(port)},
+                                   log_file=log_dir / f"{name}.log")
+            wait_for_port(port, timeout=60, process=api)
     except Exception:
         supervisor.stop()
         raise
-    return Stack(settings=settings, env=env, api_url=f"http://127.0.0.1:{api_port}", token=token,
-                 log_dir=log_dir, supervisor=supervisor)
+    api_urls = [f"http://127.0.0.1:{port}" for port in api_ports]
+    return Stack(settings=settings, env=env, api_url=api_urls[0], token=token,
+                 log_dir=log_dir, supervisor=supervisor, api_urls=api_urls)
 
 
 @asynccontextmanager

@@ -37,7 +37,7 @@ HTTP_TIMEOUT_SECONDS = 30.0
 
 
 class SmokeFailed(Exception):
-    """One smoke check failed; the message says what was expected and what came back."""
+    """One smoke check failed; the message names the expected and the actual outcome."""
 
 
 @dataclass
