@@ -36,7 +36,7 @@ from tikflow.devstack import free_port, venv_binary
 from tikflow.settings import Settings
 from tikflow.snapshot_schedules import apply_snapshot_schedules
 from tikflow.temporal import connect_temporal, ensure_search_attributes
-from workflows.device_snapshot import DeviceSnapshotWorkflow, schedule_id_for, workflow_id_for
+from workflows.device_snapshot import DeviceSnapshotWorkflow, schedule_id_for
 from workflows.snapshot_models import DeviceSnapshotInput, DeviceSnapshotResult
 
 WAIT_SECONDS = 60.0
@@ -170,7 +170,7 @@ async def test_snapshot_reports_unreachable_device(snapshot_stack):
                 results.append(await env.client.execute_workflow(
                     DeviceSnapshotWorkflow.run,
                     DeviceSnapshotInput(environment="lab", retention=2),
-                    id=workflow_id_for("lab", f"run-{run}"),
+                    id=f"device-snapshot:lab-run-{run}",
                     task_queue=stack.settings.temporal.task_queue,
                     result_type=DeviceSnapshotResult,
                     execution_timeout=timedelta(hours=1)))
@@ -267,3 +267,38 @@ async def run_cli(env: dict[str, str], *arguments: str) -> tuple[int, str, str]:
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     stdout, stderr = await asyncio.wait_for(process.communicate(), 120)
     return process.returncode or 0, stdout.decode(), stderr.decode()
+
+
+async def test_take_snapshot_on_demand(snapshot_stack, temporal_server):
+    """POST /snapshots starts device-snapshot:{id}:{time}; the CLI waits for the manual snapshot."""
+    from api.app import create_app
+
+    stack = snapshot_stack
+    settings = stack.settings.model_copy(update={"temporal": stack.settings.temporal.model_copy(
+        update={"address": temporal_server.address})})
+    client = await connect_temporal(settings)
+    await ensure_search_attributes(client)
+    r1 = stack.devices["r1"]
+    server, task, port = await serve(create_app(settings))
+    token = settings.dev_token.get_secret_value()
+    try:
+        async with worker_for(client, stack):
+            env = {"TIKFLOW_API_URL": f"http://127.0.0.1:{port}", "TIKFLOW_TOKEN": token}
+            code, stdout, stderr = await run_cli(env, "snapshots", "take", "r1")
+            assert code == 0, stderr
+            assert f"started device-snapshot:{r1.id}:" in stdout
+            assert "stored" in stdout
+
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}/api/v1", timeout=30,
+                                         headers={"Authorization": f"Bearer {token}"}) as http:
+                rejected = await http.post("/devices/nope/snapshots")
+                assert rejected.status_code == 404
+                audit = (await http.get("/audit", params={"action": "device.snapshot"})).json()
+                assert [event["result"] for event in audit["items"]] == ["started"]
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 30)
+
+    manual = await snapshots_of(stack.db, r1.id, "manual")
+    assert len(manual) == 1
+    assert "by RouterOS" in manual[0].export_text

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Annotated
 from urllib.parse import quote
 
 import typer
 from rich.table import Table
 
-from tikflow.commands.devices import EXIT_FAILED, out, run_api
+from tikflow.commands.devices import EXIT_FAILED, POLL_SECONDS, out, run_api
 
 app = typer.Typer(name="snapshots", help="Device configuration snapshots and their schedules.",
                   no_args_is_help=True)
@@ -84,6 +85,30 @@ def diff(
 app.command("diff")(diff)
 
 
+@app.command("take")
+def take_snapshot(
+    device: DeviceArgument,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait for the snapshot to be stored")] = True,
+    timeout: Annotated[float, typer.Option(min=1, help="Seconds to wait with --wait")] = 120.0,
+) -> None:
+    """Export a device now and store the result as a ``manual`` snapshot."""
+    before = run_api("GET", _device_path(device), params={"reason": "manual", "limit": 1})["items"]
+    started = run_api("POST", _device_path(device))
+    typer.echo(f"started {started['workflow_id']}")
+    if not wait:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        newest = run_api("GET", _device_path(device), params={"reason": "manual", "limit": 1})["items"]
+        if newest and newest != before:
+            typer.echo(f"snapshot {newest[0]['id']} stored, {newest[0]['lines']} lines")
+            return
+        time.sleep(POLL_SECONDS)
+    typer.echo(f"error: no snapshot after {timeout:g} s; check workflow {started['workflow_id']} in "
+               "the Temporal UI", err=True)
+    raise typer.Exit(EXIT_FAILED)
+
+
 @schedule_app.command("apply")
 def apply_schedules(
     environments: Annotated[list[str] | None, typer.Option(
@@ -92,7 +117,7 @@ def apply_schedules(
     """Create or update the snapshot schedules from the snapshots settings."""
     from tikflow.commands.core import load_settings
     from tikflow.snapshot_schedules import ENVIRONMENTS, apply_snapshot_schedules
-    from tikflow.temporal import connect_temporal
+    from tikflow.temporal import connect_temporal, ensure_search_attributes
 
     chosen = tuple(environments or ENVIRONMENTS)
     unknown = sorted(set(chosen) - set(ENVIRONMENTS))
@@ -103,6 +128,8 @@ def apply_schedules(
 
     async def apply():
         client = await connect_temporal(settings)
+        # Runs carry TikflowEnvironment, which the namespace must know before a schedule uses it.
+        await ensure_search_attributes(client)
         return await apply_snapshot_schedules(client, settings, chosen)
 
     try:
