@@ -10,6 +10,7 @@ import subprocess
 import tarfile
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import MetaData, select
 
@@ -129,6 +130,42 @@ async def test_backup_restores_row_for_row(database_url, postgres_server, tmp_pa
         assert keys.decrypt(credential.secret_ciphertext, credential.key_id) == PASSWORD
     finally:
         await db.dispose()
+
+
+async def test_restored_instance_serves_records(database_url, postgres_server, tmp_path):
+    """An api started on the restored database lists the device, plan, audit and snapshots."""
+    from api.app import create_app
+    from tests.support.lifecycle import serve
+    from tikflow.settings import Settings
+
+    key = generate_key()
+    await populate(database_url, KeyRing(key))
+    archive = tmp_path / "tikflow.tar.gz"
+    await create_backup(database_url, archive, config=CONFIG)
+    target = second_database(database_url, postgres_server, tmp_path)
+    await restore_backup(archive, target)
+
+    token = "restore-check-token"
+    settings = Settings(env="lab", dev_token=token, master_key=key, var_dir=tmp_path / "var",
+                        database={"url": target})
+    server, task, port = await serve(create_app(settings))
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}/api/v1", timeout=30,
+                                     headers={"Authorization": f"Bearer {token}"}) as http:
+            device = (await http.get("/devices/core-1")).json()
+            plans = (await http.get("/plans")).json()
+            audit = (await http.get("/audit", params={"actor": "alice"})).json()
+            snapshots = (await http.get("/devices/core-1/snapshots")).json()
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 30)
+
+    assert device["status"] == "active"
+    assert [c["username"] for c in device["credentials"]] == ["tikflow"]
+    assert device["snapshots"] == 2
+    assert [p["description"] for p in plans["items"]] == ["add a lab address"]
+    assert [e["action"] for e in audit["items"]] == ["plan.create.v1"]
+    assert sorted(s["reason"] for s in snapshots["items"]) == ["pre-apply", "scheduled"]
 
 
 async def test_backup_keeps_credentials_encrypted(database_url, tmp_path):
