@@ -362,6 +362,9 @@ async def create_backup(url: str, output: Path, *, config: dict[str, Any]) -> Ba
         BackupError: the database cannot be read or the dump tool failed.
     """
     backend = backend_of(url)
+    if await asyncio.to_thread(output.exists):
+        raise BackupInvalid(f"{output} already exists; choose a new file name, so no earlier "
+                            "backup is overwritten")
     if backend == "sqlite" and not sqlite_path(url).is_file():
         # Opening a missing SQLite file would create an empty database and back that up.
         raise BackupInvalid(f"SQLite database {sqlite_path(url)} does not exist; check the "

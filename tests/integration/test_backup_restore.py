@@ -290,6 +290,10 @@ async def test_backup_and_restore_commands(tmp_path):
     assert "restored" in restored.stdout
     assert await all_rows(target) == await all_rows(url)
 
+    overwrite = await run_tikflow(env, "backup", "--output", str(archive))
+    assert overwrite.returncode == 2
+    assert "already exists" in overwrite.stderr
+
     again = await run_tikflow(env, "restore", "--input", str(archive), "--database-url", target)
     assert again.returncode == 2
     assert "is not empty" in again.stderr

@@ -55,6 +55,9 @@ def backup(
         manifest = asyncio.run(create_backup(settings.database.url, output, config=masked_settings()))
     except BackupError as exc:
         _fail(exc)
+    except OSError as exc:
+        typer.echo(f"error: cannot write {output}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(EXIT_FAILED) from None
     rows = sum(count for name, count in manifest.row_counts.items() if name != "alembic_version")
     typer.echo(f"backup written to {output}")
     typer.echo(f"  database   {manifest.backend} {manifest.source_database}")
