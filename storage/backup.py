@@ -436,7 +436,7 @@ async def restore_backup(archive: Path, url: str, *, force: bool = False) -> Res
 
     Raises:
         BackupError: the archive is damaged, from an unknown revision or another backend, the
-            target holds data and ``force`` is not set, or the restore tool failed.
+            target contains rows and ``force`` is not set, or the restore tool failed.
     """
     backend = backend_of(url)
     with opened_archive(archive) as (manifest, workdir):

@@ -45,8 +45,8 @@ def pending_migrations(current: str | None, target: str,
                        migrations_dir: Path | None = None) -> list[PendingMigration]:
     """Return the revisions between ``current`` and ``target``, oldest first.
 
-    A target alembic cannot resolve on its own here (``+1``, a typo) counts as everything up
-    to head, so the check errs towards asking for a backup; alembic reports a typo itself.
+    A target that alembic cannot resolve here (``+1``, a typo) counts as everything up to
+    head, so the check errs towards asking for a backup. Alembic itself reports a typo.
     """
     scripts = script_directory(migrations_dir)
     try:

@@ -102,7 +102,7 @@ def test_pending_migrations_flags_destructive_revision(scripts):
 
 
 def test_migrate_rejects_destructive_without_backup(scripts, database):
-    """Without a backup the upgrade stops before the destructive revision and says what to do."""
+    """Without a backup the upgrade stops before the destructive revision and names the fix."""
     migrate.upgrade(database, "0098")
 
     result = runner.invoke(app, ["migrate", "upgrade"])
