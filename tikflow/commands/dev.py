@@ -95,6 +95,7 @@ def dev(
         wait_for_port(api_port, timeout=60, process=api)
         if worker.poll() is not None:
             raise RuntimeError(f"worker exited with code {worker.returncode}; see {logs / 'worker.log'}")
+        _apply_snapshot_schedule(settings)
         _print_banner(api_port, ui_port, token, var_dir, names)
         _wait(supervisor)
     except (RuntimeError, TimeoutError, FileNotFoundError) as err:
@@ -139,6 +140,22 @@ async def _register(settings, endpoints: list[dict]) -> list[str]:
     finally:
         await db.dispose()
     return names
+
+
+def _apply_snapshot_schedule(settings) -> None:
+    """Take lab snapshots on the configured schedule, as a deployment's set-up step would."""
+    from tikflow.snapshot_schedules import apply_snapshot_schedules
+    from tikflow.temporal import connect_temporal, ensure_search_attributes
+
+    async def apply() -> None:
+        client = await connect_temporal(settings)
+        await ensure_search_attributes(client)
+        await apply_snapshot_schedules(client, settings, ("lab",))
+
+    try:
+        asyncio.run(apply())
+    except RuntimeError as err:
+        console.print(f"[yellow]snapshot schedule not applied: {err}[/yellow]")
 
 
 def _print_banner(api_port: int, ui_port: int, token: str, var_dir: Path, names: list[str]) -> None:
