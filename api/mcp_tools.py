@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 from api.authz import AccessDenied, ToolCall, tool_access
 from api.catalog import ToolCatalog
 from api.plan_actions import (
-    ActionRefused,
+    ActionRejected,
     RolloutOptions,
     apply_plan,
     approve_plan,
@@ -166,7 +166,7 @@ class ToolRunner:
         except ToolError as err:
             result_label, detail = "rejected", str(err)
             raise
-        except (DeviceNotFound, DeviceUnavailable, PlanValidationError, ActionRefused) as err:
+        except (DeviceNotFound, DeviceUnavailable, PlanValidationError, ActionRejected) as err:
             result_label, detail = "rejected", str(err)
             raise ToolError(str(err)) from None
         except DeviceError as err:

@@ -1,6 +1,6 @@
 """Plan and incident actions shared by the MCP tools, the admin API and (through it) the CLI.
 
-Each function raises ``ActionRefused`` with a message that says what to change; the MCP layer
+Each function raises ``ActionRejected`` with a message that states what to change; the MCP layer
 turns it into a tool error and the admin API into a 4xx response.
 """
 
@@ -52,8 +52,8 @@ STRICTNESS = {"auto": 0, "one": 1, "four_eyes": 2}
 RUNNING_PLANS_QUERY = 'WorkflowType = "PlanApply" AND ExecutionStatus = "Running"'
 
 
-class ActionRefused(Exception):
-    """The action cannot run as asked; the message says what to change."""
+class ActionRejected(Exception):
+    """The action cannot run as requested; the message states what to change."""
 
     def __init__(self, message: str, status_code: int = 409) -> None:
         super().__init__(message)
@@ -71,7 +71,7 @@ def approval_mode(services: Services, environments: list[str]) -> str:
 
 
 class RolloutOptions(BaseModel):
-    """How a multi-device plan rolls out; defaults come from the settings."""
+    """Rollout options of a multi-device plan; defaults come from the settings."""
 
     canary: int | None = Field(None, ge=0, description="Devices changed alone first")
     batch_size: int | None = Field(None, ge=1, description="Devices per batch after the canary")
@@ -145,12 +145,12 @@ async def read_plan_table(services: Services, plan_device: PlanDevice, path: str
 async def apply_plan(services: Services, principal: Principal, plan_id: str, plan_hash: str) -> dict[str, Any]:
     """Start the PlanApply workflow of a planned plan, once."""
     if await is_paused(services.db):
-        raise ActionRefused("plan/apply is paused for an incident; new applies are refused until "
+        raise ActionRejected("plan/apply is paused for an incident; new applies are refused until "
                             "an operator runs `tikflow incident resume`", status_code=423)
     workflow_id = workflow_id_for(plan_id)
-    refusal = await claim_for_apply(services.db, plan_id, plan_hash, workflow_id)
-    if refusal:
-        raise ActionRefused(refusal, status_code=404 if "does not exist" in refusal else 409)
+    rejection = await claim_for_apply(services.db, plan_id, plan_hash, workflow_id)
+    if rejection:
+        raise ActionRejected(rejection, status_code=404 if "does not exist" in rejection else 409)
     found = await get_plan(services.db, plan_id)
     assert found is not None
     plan, _ = found
@@ -175,7 +175,7 @@ async def apply_plan(services: Services, principal: Principal, plan_id: str, pla
                            f"approval policy {plan.approval_mode}.",
         )
     except WorkflowAlreadyStartedError:
-        raise ActionRefused(f"plan {plan_id} was already applied; create a new plan") from None
+        raise ActionRejected(f"plan {plan_id} was already applied; create a new plan") from None
     status = "awaiting_approval" if plan.approval_mode != "auto" else "applying"
     return {"plan_id": plan_id, "workflow_id": workflow_id, "status": status}
 
@@ -192,7 +192,7 @@ async def approve_plan(services: Services, principal: Principal, plan_id: str, p
         )
     except WorkflowUpdateFailedError as err:
         reason = getattr(err.cause, "message", None) or str(err.cause or err)
-        raise ActionRefused(f"approval rejected: {reason}", status_code=403) from None
+        raise ActionRejected(f"approval rejected: {reason}", status_code=403) from None
     log.info("plan approved", plan_id=plan_id, approver=principal.subject)
     return {"plan_id": plan_id, "approved_by": result.approved_by}
 
@@ -201,7 +201,7 @@ async def control_plan(services: Services, principal: Principal, plan_id: str, a
                        reason: str | None = None) -> dict[str, Any]:
     """Send pause, resume or abort to a running plan."""
     if action not in ("pause", "resume", "abort"):
-        raise ActionRefused(f"unknown action {action!r}; use pause, resume or abort", status_code=400)
+        raise ActionRejected(f"unknown action {action!r}; use pause, resume or abort", status_code=400)
     handle = await _running_handle(services, plan_id)
     signal = {"pause": PlanApplyWorkflow.pause, "resume": PlanApplyWorkflow.resume,
               "abort": PlanApplyWorkflow.abort}[action]
@@ -227,20 +227,20 @@ async def plan_progress(services: Services, plan_id: str) -> PlanProgress | None
 async def _running_handle(services: Services, plan_id: str):
     found = await get_plan(services.db, plan_id)
     if found is None:
-        raise ActionRefused(f"plan {plan_id} does not exist", status_code=404)
+        raise ActionRejected(f"plan {plan_id} does not exist", status_code=404)
     plan, _ = found
     if not plan.workflow_id:
-        raise ActionRefused(f"plan {plan_id} has not been applied yet; apply it first")
+        raise ActionRejected(f"plan {plan_id} has not been applied yet; apply it first")
     client = await services.temporal()
     handle = client.get_workflow_handle(plan.workflow_id)
     try:
         description = await handle.describe()
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
-            raise ActionRefused(f"plan {plan_id} has no workflow", status_code=404) from None
+            raise ActionRejected(f"plan {plan_id} has no workflow", status_code=404) from None
         raise
     if description.status is None or description.status.name != "RUNNING":
-        raise ActionRefused(f"plan {plan_id} is {plan.status}; only a running plan takes this action")
+        raise ActionRejected(f"plan {plan_id} is {plan.status}; only a running plan takes this action")
     return handle
 
 
@@ -285,7 +285,7 @@ async def set_incident_pause(services: Services, principal: Principal, *, paused
                 # The workflow may have ended between the listing and the signal.
                 log.warning("incident signal failed", workflow_id=execution.id, error=str(err))
     except (RPCError, RuntimeError, TimeoutError) as err:
-        # The switch is stored, so new applies are refused; running plans could not be told.
+        # The switch is stored, so new applies are rejected. Running plans were not signalled.
         signal_error = (f"Temporal is unreachable ({type(err).__name__}); running plans were not "
                         "signalled: run the same command again once Temporal answers")
         log.error("incident signal failed", error=str(err))
@@ -301,7 +301,7 @@ async def set_tool_switch(services: Services, principal: Principal, tool: str, *
     if tool.startswith(TIER_PREFIX):
         tier = tool.removeprefix(TIER_PREFIX)
         if tier not in ("read", "plan", "apply", "admin"):
-            raise ActionRefused(f"unknown risk tier {tier!r}; use read, plan, apply or admin",
+            raise ActionRejected(f"unknown risk tier {tier!r}; use read, plan, apply or admin",
                                 status_code=400)
         key = tool
     else:

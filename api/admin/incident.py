@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel
 
 from api.deps import PrincipalDep, ServicesDep, require_role
-from api.plan_actions import ActionRefused, incident_status, set_incident_pause, set_tool_switch
+from api.plan_actions import ActionRejected, incident_status, set_incident_pause, set_tool_switch
 from api.security import Principal
 
 router = APIRouter(prefix="/incident", tags=["incident"])
@@ -44,7 +44,7 @@ async def disable_tool(tool: str, services: ServicesDep, principal: Operator,
     try:
         return await set_tool_switch(services, principal, tool, disabled=True,
                                      reason=body.reason if body else None)
-    except ActionRefused as err:
+    except ActionRejected as err:
         raise HTTPException(err.status_code, detail=str(err)) from None
 
 
@@ -55,5 +55,5 @@ async def enable_tool(tool: str, services: ServicesDep, principal: Operator,
     try:
         return await set_tool_switch(services, principal, tool, disabled=False,
                                      reason=body.reason if body else None)
-    except ActionRefused as err:
+    except ActionRejected as err:
         raise HTTPException(err.status_code, detail=str(err)) from None

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from api.authz import AccessDenied, authorize_plan
 from api.deps import PrincipalDep, ServicesDep, require_role
 from api.plan_actions import (
-    ActionRefused,
+    ActionRejected,
     RolloutOptions,
     apply_plan,
     approve_plan,
@@ -105,8 +105,8 @@ async def _authorize(services, principal: Principal, plan_id: str, tier: str, wh
         raise HTTPException(403, detail=str(err)) from None
 
 
-def _refused(err: ActionRefused | PlanValidationError | DeviceNotFound) -> HTTPException:
-    code = err.status_code if isinstance(err, ActionRefused) else (
+def _refused(err: ActionRejected | PlanValidationError | DeviceNotFound) -> HTTPException:
+    code = err.status_code if isinstance(err, ActionRejected) else (
         404 if isinstance(err, DeviceNotFound) else 422)
     return HTTPException(code, detail=str(err))
 
@@ -118,7 +118,7 @@ async def create_plan_route(body: PlanCreate, services: ServicesDep,
     """Create a plan; nothing changes on any device until it is applied."""
     try:
         return await create_plan(services, principal, body.description, body.changes, body.rollout)
-    except (ActionRefused, PlanValidationError, DeviceNotFound) as err:
+    except (ActionRejected, PlanValidationError, DeviceNotFound) as err:
         raise _refused(err) from None
 
 
@@ -130,7 +130,7 @@ async def apply_plan_route(plan_id: str, body: PlanHash, services: ServicesDep,
     await _authorize(services, principal, plan_id, "apply", f"applying plan {plan_id}")
     try:
         return await apply_plan(services, principal, plan_id, body.plan_hash)
-    except ActionRefused as err:
+    except ActionRejected as err:
         raise _refused(err) from None
 
 
@@ -142,7 +142,7 @@ async def approve_plan_route(plan_id: str, body: PlanHash, services: ServicesDep
     await _authorize(services, principal, plan_id, "apply", f"approving plan {plan_id}")
     try:
         return await approve_plan(services, principal, plan_id, body.plan_hash, body.note)
-    except ActionRefused as err:
+    except ActionRejected as err:
         raise _refused(err) from None
 
 
@@ -155,5 +155,5 @@ async def control_plan_route(plan_id: str, action: Literal["pause", "resume", "a
     await _authorize(services, principal, plan_id, "apply", f"{action} of plan {plan_id}")
     try:
         return await control_plan(services, principal, plan_id, action, body.reason if body else None)
-    except ActionRefused as err:
+    except ActionRejected as err:
         raise _refused(err) from None

@@ -106,7 +106,7 @@ async def test_read_tools_return_the_exports_items(stack: Stack, simulators):
 
 
 async def test_plan_applies_address_and_rule(stack: Stack, simulators):
-    """A plan adding an address and a firewall rule applies, and each router holds both."""
+    """A plan adding an address and a firewall rule applies, and each router then has both."""
     async with stack.mcp() as mcp:
         for index, (name, (_export, process)) in enumerate(simulators.items()):
             address = f"10.251.{index}.1/24"
@@ -213,7 +213,8 @@ async def test_stale_plan_fails_closed(stack: Stack, simulators):
                                          "plan_hash": created["plan_hash"]})
         final = await wait_for_end(mcp, created["plan_id"])
     assert final["status"] == "failed"
-    assert "stale plan" in final["detail"] and "create a new plan" in final["detail"]
+    assert "stale plan" in final["detail"]
+    assert "create a new plan" in final["detail"]
     assert process.state("r1", "/ip/address") == before
 
 
@@ -224,7 +225,7 @@ async def test_stale_plan_fails_closed(stack: Stack, simulators):
     ],
 )
 async def test_apply_bad_input_is_a_tool_error(stack: Stack, arguments, message):
-    """Unknown plans and wrong hashes are tool errors that say what to pass."""
+    """An unknown plan is a tool error that names what to pass."""
     async with stack.mcp() as mcp:
         assert message in await mcp.error("plan.apply.v1", arguments)
 
