@@ -114,13 +114,17 @@ class PlanApplyWorkflow:
     @workflow.run
     async def run(self, request: PlanApplyInput) -> PlanApplyResult:
         self._plan_id, self._plan_hash = request.plan_id, request.plan_hash
-        plan: LoadedPlan = await workflow.execute_activity(
-            "load_plan_for_apply",
-            PlanRef(plan_id=request.plan_id, plan_hash=request.plan_hash),
-            result_type=LoadedPlan,
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=RetryPolicy(maximum_attempts=5, non_retryable_error_types=NON_RETRYABLE),
-        )
+        try:
+            plan: LoadedPlan = await workflow.execute_activity(
+                "load_plan_for_apply",
+                PlanRef(plan_id=request.plan_id, plan_hash=request.plan_hash),
+                result_type=LoadedPlan,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(maximum_attempts=5, non_retryable_error_types=NON_RETRYABLE),
+            )
+        except ActivityError as err:
+            # Nothing ran yet: a plan that cannot start ends failed, not stuck in "applying".
+            return await self._finish("failed", f"nothing was changed: {_failure_text(err)}")
         self._author, self._approval_mode = plan.author, plan.approval.mode
         self._search_attributes = plan.search_attributes
         self._incident_paused = plan.incident_paused

@@ -85,3 +85,61 @@ async def test_reachable_change_disarms_dead_man_switch(stack: Stack, router: Si
     assert api["address"] == "127.0.0.0/8,192.168.77.0/24"
     assert not [j for j in router.state("r1", "/system/scheduler")
                 if j.get("name", "").startswith("tikflow-rollback-")]
+
+
+async def test_high_risk_change_without_scheduler_needs_override(stack: Stack, router: SimulatorProcess):
+    """A device that cannot run scheduler jobs gets no high-risk change unless the plan accepts that."""
+    from sqlalchemy import select
+
+    from storage.db import Database
+    from storage.models import Device
+
+    db = Database(stack.settings.database.url)
+    try:
+        async with db.session() as session:
+            device = await session.scalar(select(Device).where(Device.name == "core"))
+            device.capabilities = {**device.capabilities, "scheduler": False}
+    finally:
+        await db.dispose()
+    change = {"device": "core", "path": "/ip/service", "action": "set",
+              "where": {"name": "www"}, "values": {"port": "8081"}}
+    try:
+        async with stack.mcp() as mcp:
+            refused = await mcp.call("plan.create.v1", {"description": "no scheduler",
+                                                        "changes": [change]})
+            await mcp.call("plan.apply.v1", {"plan_id": refused["plan_id"],
+                                             "plan_hash": refused["plan_hash"]})
+            status = await _wait_for_end(mcp, refused["plan_id"])
+            assert status["status"] == "failed"
+            assert "cannot run scheduler jobs" in status["detail"]
+            assert "allow_without_dead_man" in status["detail"]
+            www = next(s for s in router.state("r1", "/ip/service") if s["name"] == "www")
+            assert www["port"] == "80"
+
+            accepted = await mcp.call("plan.create.v1", {
+                "description": "no scheduler, risk accepted", "changes": [change],
+                "rollout": {"allow_without_dead_man": True}})
+            await mcp.call("plan.apply.v1", {"plan_id": accepted["plan_id"],
+                                             "plan_hash": accepted["plan_hash"]})
+            status = await _wait_for_end(mcp, accepted["plan_id"])
+            assert status["status"] == "applied", status
+            www = next(s for s in router.state("r1", "/ip/service") if s["name"] == "www")
+            assert www["port"] == "8081"
+    finally:
+        db = Database(stack.settings.database.url)
+        try:
+            async with db.session() as session:
+                device = await session.scalar(select(Device).where(Device.name == "core"))
+                device.capabilities = {**device.capabilities, "scheduler": True}
+        finally:
+            await db.dispose()
+
+
+async def _wait_for_end(mcp, plan_id: str) -> dict:
+    deadline = time.monotonic() + 60
+    while True:
+        status = await mcp.call("plan.status.v1", {"plan_id": plan_id})
+        if status["status"] in ("applied", "rolled_back", "failed", "needs_operator", "aborted"):
+            return status
+        assert time.monotonic() < deadline, f"plan still {status['status']}"
+        await asyncio.sleep(0.3)
