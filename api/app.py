@@ -21,6 +21,7 @@ from api.health import router as health_router
 from api.mcp_tools import register_tools
 from api.security import TokenAuthenticator
 from api.services import Services
+from api.updates import UpdateStatus, check_for_updates
 from tikflow import sdnotify
 from tikflow.settings import Settings
 from tikflow.version import __version__
@@ -82,11 +83,13 @@ def create_app(settings: Settings) -> FastAPI:
             # systemd (Type=notify) waits for READY and restarts the unit when pings stop.
             sdnotify.notify("READY=1")
             watchdog = asyncio.create_task(sdnotify.run_watchdog())
+            updates = asyncio.create_task(check_for_updates(settings, app.state.update_status))
             try:
                 yield
             finally:
                 sdnotify.notify("STOPPING=1")
                 watchdog.cancel()
+                updates.cancel()
         await authenticator.close()
         await services.close()
 
@@ -95,6 +98,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.services = services
     app.state.authenticator = authenticator
+    app.state.update_status = UpdateStatus()
     app.state.resource_metadata_url = str(build_resource_metadata_url(f"{base_url(settings)}/mcp"))
     app.add_middleware(AuditAdminRequests)
     app.include_router(health_router)

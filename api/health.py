@@ -54,11 +54,13 @@ async def readyz(request: Request) -> JSONResponse:
 
 
 @router.get("/version")
-async def version() -> dict[str, str | None]:
-    """The running version and, when known, the git commit it was built from."""
+async def version(request: Request) -> dict[str, str | bool | None]:
+    """The running version, the git commit when known, and the newest release when checked."""
     from tikflow.commands.version_cmds import git_sha
 
-    return {"version": __version__, "git_sha": git_sha()}
+    status = request.app.state.update_status
+    return {"version": __version__, "git_sha": git_sha(), "latest": status.latest,
+            "update_available": status.update_available, "release_url": status.url}
 
 
 @router.get("/metrics")

@@ -177,6 +177,8 @@ class UpdateSettings(BaseModel):
         None, description='Release endpoint returning JSON {"version": "x.y.z", "url": ...}'
     )
     timeout_seconds: float = Field(10.0, gt=0, le=120, description="Seconds to wait for it")
+    check_interval_seconds: int = Field(
+        0, ge=0, description="The api asks the release endpoint this often; 0 turns the check off")
 
 
 class SnapshotPolicy(BaseModel):
