@@ -12,6 +12,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -180,6 +181,16 @@ async def export_audit(services: ServicesDep, _: AuditReader, filters: FilterDep
                              headers={"content-disposition": 'attachment; filename="audit.jsonl"'})
 
 
+_REQUEST_STATE: ContextVar[dict[str, Any] | None] = ContextVar("tikflow_request_state", default=None)
+
+
+def mark_audit_recorded() -> None:
+    """Tell the middleware that this request wrote its own, more specific audit event."""
+    state = _REQUEST_STATE.get()
+    if state is not None:
+        state["audit_recorded"] = True
+
+
 class AuditAdminRequests:
     """ASGI middleware writing one audit event per ``/api/v1`` request."""
 
@@ -223,9 +234,11 @@ class AuditAdminRequests:
                 await record()
             await send(message)
 
+        token = _REQUEST_STATE.set(scope.setdefault("state", {}))
         try:
             await self.app(scope, capture_receive, capture_send)
         finally:
+            _REQUEST_STATE.reset(token)
             await record()
 
     async def _record(self, services: Any, scope: Scope, status: int, body: bytes,

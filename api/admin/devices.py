@@ -29,6 +29,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.devices import next_rotation_generation
+from api.admin.audit import mark_audit_recorded
 from api.deps import ServicesDep, require_role
 from api.security import Principal
 from api.services import Services
@@ -200,6 +201,8 @@ async def _credentials(services: Services, device_id: str) -> list[Credential]:
 async def _audit(services: Services, principal: Principal, action: str, result: str,
                  device_id: str | None, arguments: dict[str, Any], detail: str | None = None,
                  workflow_id: str | None = None) -> None:
+    # This event replaces the generic one the admin API middleware would write.
+    mark_audit_recorded()
     await record_audit(services.db, actor=principal.subject, actor_issuer=principal.issuer,
                        role=",".join(sorted(principal.roles)), action=action, result=result,
                        arguments=arguments, device_ids=[device_id] if device_id else [],

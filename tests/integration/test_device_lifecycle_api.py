@@ -188,6 +188,12 @@ async def test_update_metadata_audits_before_and_after(stack: Stack) -> None:
                                          "capabilities": {}}
     assert event.arguments["after"]["environment"] == "staging"
     assert event.actor == "dev-admin"
+    async with stack.db.session() as session:
+        generic = (await session.scalars(select(AuditEvent.action).where(
+            AuditEvent.action.like("api:PATCH %")))).all()
+    # The accepted PATCH wrote device.update in place of the middleware's generic event, so the
+    # only generic one is the rejected request's, which never reached the route.
+    assert generic == ["api:PATCH /api/v1/devices/{device}"]
 
 
 async def test_rotate_same_user_replaces_password_on_router(stack: Stack) -> None:
