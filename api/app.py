@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
 from mcp.server.auth.routes import build_resource_metadata_url
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
@@ -103,6 +104,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(AuditAdminRequests)
     app.include_router(health_router)
     app.include_router(admin_router)
+    app.add_api_route("/console", lambda: RedirectResponse("/console/", status_code=307),
+                      include_in_schema=False)
     app.mount("/console", create_console(app))
     # The MCP app serves /mcp and the OAuth protected-resource metadata; mounted last so the
     # FastAPI routes above take precedence.

@@ -71,6 +71,7 @@ class PlanCreated(BaseModel):
     plan_id: str
     plan_hash: str
     risk: dict[str, Any]
+    warnings: list[str] = Field(default_factory=list, description="Likely mistakes worth a second look")
     approval: str = Field(description="Approval policy: auto, one approver, or four_eyes")
     devices: list[dict[str, str]]
     diff: list[dict[str, Any]]

@@ -117,6 +117,7 @@ async def create_plan(services: Services, principal: Principal, description: str
         "devices": [{"id": d.device_id, "name": d.device_name, "environment": d.environment}
                     for d in plan.diff],
         "diff": [d.model_dump(mode="json") for d in plan.diff],
+        "warnings": list(plan.warnings),
     }
 
 

@@ -31,7 +31,9 @@ class ChangeRequest(BaseModel):
 
     device: str = Field(description="Device id or name")
     path: str = Field(description="RouterOS menu path, e.g. /ip/address")
-    action: Action
+    # A plain string with the choices in the schema, so a wrong action gets tikflow's own
+    # message naming the choices instead of a generic validation error.
+    action: str = Field(description="add, set or remove", json_schema_extra={"enum": ["add", "set", "remove"]})
     where: dict[str, str] | None = Field(
         None, description="Select existing items by property equality, or by .id"
     )
@@ -120,6 +122,7 @@ class ResolvedPlan(BaseModel):
     diff: list[DeviceDiff]
     risk: RiskAssessment
     fingerprints: dict[str, dict[str, str]]
+    warnings: list[str] = Field(default_factory=list)
 
     def content_hash(self) -> str:
         """Return the SHA-256 of the plan's canonical JSON; apply must present it unchanged."""

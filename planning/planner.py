@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import difflib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -84,6 +85,7 @@ async def build_plan(
         devices[device.id] = device
         rows = await table(device, path)
         await _check_references(device, path, request, table)
+        _reject_duplicate_address(seq, device, path, request, rows)
         changes.append(_resolve(seq, device, path, request, rows))
 
     _reject_overlaps(changes)
@@ -99,13 +101,49 @@ async def build_plan(
         management=management,
         environments={d.id: d.environment for d in devices.values()},
     )
+    warnings = [w for change in changes
+                for w in _spelling_warnings(change, tables.get((change.device_id, change.path), []))]
     return ResolvedPlan(
         description=description.strip(),
         changes=changes,
         diff=diff,
         risk=risk,
         fingerprints=fingerprints,
+        warnings=warnings,
     )
+
+
+def _spelling_warnings(change: ResolvedChange, rows: list[dict[str, str]]) -> list[str]:
+    """Warn about written properties that look like a misspelling of one the menu's items have.
+
+    Only a warning: RouterOS leaves unset properties out of print, so a property no existing
+    item shows can still be valid. The device rejects a real typo at apply time, and the
+    plan rolls back.
+    """
+    seen = {key for row in rows for key in row}
+    warnings = []
+    for key in change.values:
+        if key in seen or key.startswith("!"):
+            continue
+        close = difflib.get_close_matches(key, sorted(seen), n=1, cutoff=0.8)
+        if close:
+            warnings.append(f"change {change.seq}: no item of {change.path} on {change.device_name} "
+                            f"has property {key!r}; did you mean {close[0]!r}?")
+    return warnings
+
+
+def _reject_duplicate_address(seq: int, device: PlanDevice, path: str, request: ChangeRequest,
+                              rows: list[dict[str, str]]) -> None:
+    """Refuse an address the device already has: RouterOS rejects it at apply time anyway."""
+    address = (request.values or {}).get("address")
+    if request.action != "add" or path not in ("/ip/address", "/ipv6/address") or not address:
+        return
+    for row in rows:
+        if row.get("address") == address:
+            raise PlanValidationError(
+                f"change {seq}: {device.name} already has address {address} on "
+                f"{row.get('interface', '?')} ({row.get('.id', 'no id')}); nothing to add, or "
+                "choose another address")
 
 
 async def _prefetch(requests: list[ChangeRequest], paths: list[str], lookup_device: DeviceLookup,

@@ -47,6 +47,10 @@ def normalise_path(path: str) -> str:
 
 def check_request(request: ChangeRequest, path: str) -> None:
     """Check the shape of one change request before any device is read."""
+    if request.action not in ("add", "set", "remove"):
+        raise PlanValidationError(
+            f"action {request.action!r} is not one of add, set, remove; use add for a new item, "
+            "set to change items selected by 'where', remove to delete them")
     singleton = path in SINGLETON_PATHS
     if request.action == "add":
         if singleton:

@@ -138,13 +138,14 @@ async def test_cli_unreachable_device_exits_1_with_reason(stack: Stack, tmp_path
 
 
 async def test_cli_wrong_api_token_exits_1(stack: Stack) -> None:
-    """A rejected token is a failure (exit 1) reporting that authentication is required."""
+    """A rejected token is a failure (exit 1) that names TIKFLOW_TOKEN as the thing to fix."""
     stack.token = "wrong-token"
 
     code, _, stderr = await stack.cli("devices", "list")
 
     assert code == 1
-    assert "authentication required" in stderr
+    assert "rejected the token" in stderr
+    assert "TIKFLOW_TOKEN" in stderr
 
 
 # -- bootstrap enrolment ------------------------------------------------------------------

@@ -143,3 +143,25 @@ def test_same_content_ignores_ids_only():
     changed = [{".id": "*1", "address": "192.0.2.2/24", "network": "192.0.2.0"}]
     assert same_content(before, readded)
     assert not same_content(before, changed)
+
+
+async def test_plan_rejects_unknown_action_with_choices():
+    """A wrong action names the three choices instead of a generic validation error."""
+    with pytest.raises(PlanValidationError, match="action 'ad' is not one of add, set, remove"):
+        await plan({"device": "r1", "path": "/ip/address", "action": "ad",
+                    "values": {"address": "10.9.0.1/24", "interface": "bridge"}})
+
+
+async def test_plan_rejects_address_the_device_has():
+    """Adding an address the device already has is refused with the existing item named."""
+    with pytest.raises(PlanValidationError, match=r"r1 already has address 192.0.2.1/24 on ether1 \(\*1\)"):
+        await plan({"device": "r1", "path": "/ip/address", "action": "add",
+                    "values": {"address": "192.0.2.1/24", "interface": "ether1"}})
+
+
+async def test_plan_warns_about_likely_misspelled_property():
+    """A property close to one the menu's items have is flagged, and the plan is still made."""
+    result = await plan({"device": "r1", "path": "/ip/address", "action": "add",
+                         "values": {"adress": "10.9.0.1/24", "interface": "bridge", "comment": "x"}})
+    assert result.warnings == [
+        "change 1: no item of /ip/address on r1 has property 'adress'; did you mean 'address'?"]

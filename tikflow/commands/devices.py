@@ -36,7 +36,8 @@ MAX_RATE_LIMIT_WAIT = 30.0
 SUCCESS = {"DeviceRegister": "active", "CredentialRotate": "rotated", "DeviceDecommission": "inactive"}
 SERVICE_POLICY = {"api": "api", "api-ssl": "api", "rest": "rest-api", "ssh": "ssh"}
 
-out = Console()
+# Without a terminal rich assumes 80 columns and truncates ids; pipes get a wider table.
+out = Console(width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables")]
@@ -92,6 +93,10 @@ def call(method: str, path: str, body: dict[str, Any] | None = None,
                        "check TIKFLOW_API_URL and that `tikflow api` runs", EXIT_FAILED) from None
     if response.status_code < 400:
         return response.json()
+    if response.status_code == 401:
+        raise ApiError(f"the tikflow API at {api_url()} rejected the token; check TIKFLOW_TOKEN "
+                       "(in the lab profile it defaults to var/dev-token), or run `tikflow login`",
+                       EXIT_FAILED)
     raise ApiError(_error_text(response), _exit_code(response.status_code))
 
 

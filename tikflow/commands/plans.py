@@ -139,9 +139,9 @@ def incident_status(as_json: JsonOption = False) -> None:
         _print_json(state)
         return
     pause = state.get("pause") or {}
+    reason = f": {pause['reason']}" if pause.get("reason") else ""
     out.print(f"plan/apply: {'PAUSED' if state['paused'] else 'running'}"
-              + (f" (by {pause['changed_by']} at {pause['changed_at']}: {pause.get('reason') or ''})"
-                 if pause else ""))
+              + (f" (by {pause['changed_by']} at {pause['changed_at']}{reason})" if pause else ""))
     out.print(f"disabled tools: {', '.join(state['disabled_tools']) or 'none'}")
     out.print(f"disabled tiers: {', '.join(state['disabled_tiers']) or 'none'}")
 
