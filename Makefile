@@ -29,7 +29,7 @@ system-packages:
 dev: $(STAMP)
 	$(BIN)/tikflow dev
 
-test: $(STAMP) system-packages
+test: system-packages $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
