@@ -7,7 +7,6 @@ earlier attempt got through, and never applies a change twice.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -16,6 +15,7 @@ from sqlalchemy import select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.heartbeat import heartbeating
 from inventory.devices import DeviceNotFound, DeviceSessions, Inventory
 from planning.state import (
     fingerprint,
@@ -79,7 +79,7 @@ class PlanApplyActivities:
         except DeviceNotFound as err:
             raise ApplicationError(str(err), type="DeviceNotFound", non_retryable=True) from None
         try:
-            async with _heartbeating(), self.sessions.session(device) as client:
+            async with heartbeating(), self.sessions.session(device) as client:
                 yield device, client
         except DeviceError as err:
             raise as_application_error(err, device.name) from None
@@ -373,22 +373,6 @@ class PlanApplyActivities:
             )
         log.info("plan status", plan_id=update.plan_id, status=update.status,
                  workflow_id=update.workflow_id)
-
-
-@asynccontextmanager
-async def _heartbeating(interval: float = 2.0) -> AsyncIterator[None]:
-    """Heartbeat while a device call runs, so a crashed worker's step is retried within seconds."""
-
-    async def beat() -> None:
-        while True:
-            activity.heartbeat()
-            await asyncio.sleep(interval)
-
-    task = asyncio.create_task(beat())
-    try:
-        yield
-    finally:
-        task.cancel()
 
 
 def _rollout_fields(rollout: dict) -> dict:

@@ -7,7 +7,6 @@ snapshots that plan rollbacks compare against are never touched by a schedule.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,6 +16,7 @@ from sqlalchemy import delete, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.heartbeat import heartbeating
 from inventory.devices import DeviceNotFound, DeviceSessions, DeviceUnavailable, Inventory
 from routeros.errors import DeviceError
 from storage.db import Database
@@ -107,7 +107,7 @@ class SnapshotActivities:
         except DeviceNotFound as err:
             raise ApplicationError(str(err), type="DeviceNotFound", non_retryable=True) from None
         try:
-            async with _heartbeating(), self.sessions.session(device) as client:
+            async with heartbeating(5.0), self.sessions.session(device) as client:
                 yield device, client
         except DeviceUnavailable as err:
             raise ApplicationError(str(err), type="DeviceUnavailable", non_retryable=True) from None
@@ -133,19 +133,3 @@ async def prune_snapshots(db: Database, device_id: str, reason: str, retention: 
 def snapshot_activities(handler: SnapshotActivities) -> list:
     """Return the activity callables a worker registers for DeviceSnapshot."""
     return [handler.resolve_snapshot_targets, handler.export_device_snapshot]
-
-
-@asynccontextmanager
-async def _heartbeating(interval: float = 5.0) -> AsyncIterator[None]:
-    """Heartbeat while an export runs, so a crashed worker's export is retried within a minute."""
-
-    async def beat() -> None:
-        while True:
-            activity.heartbeat()
-            await asyncio.sleep(interval)
-
-    task = asyncio.create_task(beat())
-    try:
-        yield
-    finally:
-        task.cancel()
