@@ -28,7 +28,7 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(request: Request) -> JSONResponse:
-    """Readiness: the database answers, migrations are at head and Temporal is reachable."""
+    """Report readiness: the database is reachable, migrations are not behind, Temporal is reachable."""
     services = request.app.state.services
     checks: dict[str, str] = {}
     try:

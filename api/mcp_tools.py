@@ -1,7 +1,7 @@
 """The MCP tools: read tools for devices, and plan create / apply / status.
 
 Every tool call is wrapped by ``ToolRunner``: it checks the tool is switched on, times the call,
-turns model-fixable problems into ``ToolError`` messages that say what to change, logs one line
+turns model-fixable problems into ``ToolError`` messages that name what to change, logs one line
 and writes one audit event.
 """
 

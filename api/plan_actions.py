@@ -1,7 +1,7 @@
 """Plan and incident actions shared by the MCP tools, the admin API and (through it) the CLI.
 
-Each function raises ``ActionRejected`` with a message that states what to change; the MCP layer
-turns it into a tool error and the admin API into a 4xx response.
+Each function raises ``ActionRejected`` with a message that states what to change. The MCP layer
+turns it into a tool error, and the admin API into a 4xx response.
 """
 
 from __future__ import annotations
@@ -146,7 +146,7 @@ async def read_plan_table(services: Services, plan_device: PlanDevice, path: str
 async def apply_plan(services: Services, principal: Principal, plan_id: str, plan_hash: str) -> dict[str, Any]:
     """Start the PlanApply workflow of a planned plan, once."""
     if await is_paused(services.db):
-        raise ActionRejected("plan/apply is paused for an incident; new applies are refused until "
+        raise ActionRejected("plan/apply is paused for an incident, so new applies are rejected until "
                             "an operator runs `tikflow incident resume`", status_code=423)
     workflow_id = workflow_id_for(plan_id)
     rejection = await claim_for_apply(services.db, plan_id, plan_hash, workflow_id)

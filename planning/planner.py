@@ -30,7 +30,7 @@ PREFETCH_CONCURRENCY = 16
 
 @dataclass(frozen=True)
 class PlanDevice:
-    """What the planner needs to know about a device."""
+    """A device as the planner sees it: identity, environment and management address."""
 
     id: str
     name: str
@@ -55,7 +55,7 @@ async def build_plan(
     """Resolve every request against the devices' current state.
 
     Raises:
-        PlanValidationError: a request is malformed or selects nothing; the message says
+        PlanValidationError: a request is malformed or selects nothing; the message names
             what to change.
     """
     if not description.strip():
@@ -63,7 +63,7 @@ async def build_plan(
     if not requests:
         raise PlanValidationError("changes is empty; give at least one change")
     if len(requests) > MAX_CHANGES:
-        raise PlanValidationError(f"a plan holds at most {MAX_CHANGES} changes; split it")
+        raise PlanValidationError(f"a plan can contain at most {MAX_CHANGES} changes, got {len(requests)}; split it into several plans")
 
     devices: dict[str, PlanDevice] = {}
     tables: dict[tuple[str, str], list[dict[str, str]]] = {}

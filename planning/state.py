@@ -63,7 +63,7 @@ def matches(row: dict[str, str], where: dict[str, str]) -> bool:
 
 
 def _normalise_bool(current: str | None, wanted: str) -> str:
-    # Replies say true/false while callers and exports say yes/no.
+    # API replies use true/false, while callers and exports use yes/no.
     if current in ("true", "false") and wanted in ("yes", "no"):
         return "true" if wanted == "yes" else "false"
     return wanted

@@ -1,4 +1,4 @@
-"""Input checks run before anything is planned; each error says what to change."""
+"""Input checks run before anything is planned; each error names what to change."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ _ADDRESS_KEYS = frozenset({"src-address", "dst-address", "to-addresses"})
 
 
 class PlanValidationError(ValueError):
-    """A change request cannot be planned; the message says what to change."""
+    """A change request cannot be planned; the message names what to change."""
 
 
 def normalise_path(path: str) -> str:

@@ -170,7 +170,9 @@ class ApiServer:
     def _service_admits(self, peer: str | None) -> bool:
         """Apply ``/ip/service``: a disabled service or an ``address`` list without the peer drops it."""
         table = self.state.table("/ip/service")
-        service = table.find("api-ssl" if self._tls else "api") if table is not None else None
+        if table is None:
+            return True
+        service = table.find("api-ssl" if self._tls else "api")
         if service is None:
             return True
         if service.get("disabled") in ("true", "yes"):

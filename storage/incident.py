@@ -1,6 +1,6 @@
 """Incident switches: the global plan/apply pause and per-tool off switches, in the database.
 
-They live in the database, not in process memory, so every api replica and worker sees the
+They live in the database, not in process memory, so every api replica and worker reads the
 same switch at once.
 """
 

@@ -21,7 +21,7 @@ class Reason(BaseModel):
 
 @router.get("")
 async def read_incident(services: ServicesDep, _: PrincipalDep) -> dict[str, Any]:
-    """Whether plan/apply is paused and which tools are switched off, with who and when."""
+    """Return whether plan/apply is paused and which tools are off, with who changed them and when."""
     return await incident_status(services)
 
 

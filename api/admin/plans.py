@@ -105,7 +105,7 @@ async def _authorize(services, principal: Principal, plan_id: str, tier: str, wh
         raise HTTPException(403, detail=str(err)) from None
 
 
-def _refused(err: ActionRejected | PlanValidationError | DeviceNotFound) -> HTTPException:
+def _rejected(err: ActionRejected | PlanValidationError | DeviceNotFound) -> HTTPException:
     code = err.status_code if isinstance(err, ActionRejected) else (
         404 if isinstance(err, DeviceNotFound) else 422)
     return HTTPException(code, detail=str(err))
@@ -119,19 +119,19 @@ async def create_plan_route(body: PlanCreate, services: ServicesDep,
     try:
         return await create_plan(services, principal, body.description, body.changes, body.rollout)
     except (ActionRejected, PlanValidationError, DeviceNotFound) as err:
-        raise _refused(err) from None
+        raise _rejected(err) from None
 
 
 @router.post("/{plan_id}/apply", status_code=202)
 async def apply_plan_route(plan_id: str, body: PlanHash, services: ServicesDep,
                            principal: Annotated[Principal, Depends(require_role("operator", "admin"))],
                            ) -> dict[str, Any]:
-    """Start the plan's apply workflow; it waits for approval where policy asks for it."""
+    """Start the plan's apply workflow, which waits for approval where the policy requires it."""
     await _authorize(services, principal, plan_id, "apply", f"applying plan {plan_id}")
     try:
         return await apply_plan(services, principal, plan_id, body.plan_hash)
     except ActionRejected as err:
-        raise _refused(err) from None
+        raise _rejected(err) from None
 
 
 @router.post("/{plan_id}/approve")
@@ -143,7 +143,7 @@ async def approve_plan_route(plan_id: str, body: PlanHash, services: ServicesDep
     try:
         return await approve_plan(services, principal, plan_id, body.plan_hash, body.note)
     except ActionRejected as err:
-        raise _refused(err) from None
+        raise _rejected(err) from None
 
 
 @router.post("/{plan_id}/{action}")
@@ -156,4 +156,4 @@ async def control_plan_route(plan_id: str, action: Literal["pause", "resume", "a
     try:
         return await control_plan(services, principal, plan_id, action, body.reason if body else None)
     except ActionRejected as err:
-        raise _refused(err) from None
+        raise _rejected(err) from None

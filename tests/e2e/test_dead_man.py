@@ -105,11 +105,11 @@ async def test_high_risk_change_without_scheduler_needs_override(stack: Stack, r
               "where": {"name": "www"}, "values": {"port": "8081"}}
     try:
         async with stack.mcp() as mcp:
-            refused = await mcp.call("plan.create.v1", {"description": "no scheduler",
+            unguarded = await mcp.call("plan.create.v1", {"description": "no scheduler",
                                                         "changes": [change]})
-            await mcp.call("plan.apply.v1", {"plan_id": refused["plan_id"],
-                                             "plan_hash": refused["plan_hash"]})
-            status = await _wait_for_end(mcp, refused["plan_id"])
+            await mcp.call("plan.apply.v1", {"plan_id": unguarded["plan_id"],
+                                             "plan_hash": unguarded["plan_hash"]})
+            status = await _wait_for_end(mcp, unguarded["plan_id"])
             assert status["status"] == "failed"
             assert "cannot run scheduler jobs" in status["detail"]
             assert "allow_without_dead_man" in status["detail"]

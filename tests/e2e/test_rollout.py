@@ -104,7 +104,8 @@ async def test_failed_health_gate_stops_rollout(stack: Stack, fleet: SimulatorPr
             fleet.clear_faults("r7")
 
     assert final["status"] == "failed", final
-    assert "batch 2 failed" in final["detail"] and "health gate" in final["detail"]
+    assert "batch 2 failed" in final["detail"]
+    assert "health gate" in final["detail"]
     assert [b["status"] for b in final["batches"]] == ["applied", "applied", "failed", "pending", "pending"]
     applied = [f"r{i}" for i in range(1, FLEET + 1) if has_address(fleet, f"r{i}", address)]
     assert applied == ["r1", "r2", "r3", "r4", "r5", "r6"]
@@ -176,9 +177,9 @@ async def test_incident_pause_holds_rollout_until_resume(stack: Stack, fleet: Si
             assert count < FLEET
             assert "pending" in [b["status"] for b in held["batches"]]
 
-            refused = await mcp.error("plan.apply.v1", {"plan_id": other["plan_id"],
+            rejected = await mcp.error("plan.apply.v1", {"plan_id": other["plan_id"],
                                                         "plan_hash": other["plan_hash"]})
-            assert "paused for an incident" in refused
+            assert "paused for an incident" in rejected
             devices = await mcp.call("device.list.v1", {})
             assert devices["count"] == FLEET + 1
             ready = httpx.get(f"{stack.api_url}/readyz", timeout=10).json()
@@ -198,7 +199,7 @@ async def test_incident_pause_holds_rollout_until_resume(stack: Stack, fleet: Si
     assert all(has_address(fleet, f"r{i}", address) for i in range(1, FLEET + 1))
 
 
-async def test_disabled_tool_is_refused_until_enabled(stack: Stack):
+async def test_disabled_tool_rejected_until_enabled(stack: Stack):
     """An operator switches a tool off for every caller, and back on."""
     response = admin(stack, "POST", "/incident/tools/device.list.v1/disable", json={"reason": "noisy"})
     assert response.status_code == 200, response.text

@@ -2,7 +2,7 @@
 
 The same scenarios run through librouteros (sync and async) on the binary API, httpx on REST
 and asyncssh on the CLI, against a simulated RouterOS 7.19 and 6.49. Each client checks what
-that interface of a real router returns: API replies say ``true``/``false``, the CLI prints
+that interface of a real router returns: API replies use ``true``/``false``, the CLI prints
 ``yes``/``no`` flags, REST returns every value as a string, and 6.49 serves no REST at all.
 """
 
@@ -299,7 +299,7 @@ def test_conformance_unknown_menu_error(client, router):
 
 
 def _assert_no_rest(router) -> None:
-    """On 6.49 the REST port is either absent or answers 404 under /rest."""
+    """Check that on 6.49 the REST port is absent or returns 404 under /rest."""
     version, endpoint, _background = router
     assert version.startswith("6.")
     if "rest" not in endpoint:

@@ -77,9 +77,11 @@ async def _columns(url: str) -> dict[str, dict[str, dict]]:
 
 
 async def test_each_revision_keeps_previous_release_working(tmp_path):
-    """Each revision after the first only adds: no table or column of the previous revision goes
-    away, and every new column of an existing table is nullable or has a server default, so the
-    previous release's inserts and reads still work against the new schema."""
+    """Each revision after the first only adds to the schema.
+
+    No table or column of the previous revision goes away. Every new column of an existing table
+    is nullable or has a server default, so the previous release still inserts and reads.
+    """
     revisions = _revisions()
     assert len(revisions) >= 2
     for (previous, _), (current, destructive) in zip(revisions, revisions[1:], strict=False):

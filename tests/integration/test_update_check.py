@@ -67,7 +67,7 @@ async def test_update_check_off_without_interval(release_url, tmp_path):
 
 
 async def test_update_check_records_unreachable_endpoint(tmp_path):
-    """An endpoint that does not answer leaves an error, not a crash."""
+    """An unreachable endpoint is recorded as an error, not a crash."""
     status = UpdateStatus()
     settings = settings_for("http://127.0.0.1:9/latest.json", tmp_path)
     task = asyncio.create_task(check_for_updates(settings, status))
